@@ -1,0 +1,124 @@
+"""Configurations of the three SVD networks, with named presets.
+
+Every field mirrors a value of the official config files (diffusers layout: unet/config.json,
+vae/config.json, image_encoder/config.json); see ../shared/reference/svd-spec.md section 0.
+"""
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class UNetConfig:
+    in_channels: int = 8                          # 4 noisy latent + 4 conditioning-image latent channels
+    out_channels: int = 4                         # v-prediction, one value per latent channel
+    block_out_channels: tuple = (320, 640, 1280, 1280)  # channels of the 4 resolution levels
+    num_attention_heads: tuple = (5, 10, 20, 20)  # heads per level (head dim = channels / heads = 64)
+    layers_per_block: int = 2                     # resnets per down block (up blocks have one more)
+    cross_attention_dim: int = 1024               # width of the CLIP image embedding
+    addition_time_embed_dim: int = 256            # sinusoid width per added time id (fps-1, motion, aug)
+    num_frames: int = 14                          # frames the network was trained for (14 or 25)
+
+    @property
+    def time_embed_dim(self) -> int:             # width of the timestep embedding fed to resnets
+        return self.block_out_channels[0] * 4
+
+    @property
+    def projection_class_embeddings_input_dim(self) -> int:  # 3 added ids x sinusoid width
+        return 3 * self.addition_time_embed_dim
+
+
+@dataclass
+class VAEConfig:
+    in_channels: int = 3
+    out_channels: int = 3
+    latent_channels: int = 4
+    block_out_channels: tuple = (128, 256, 512, 512)  # encoder levels; the decoder mirrors them
+    layers_per_block: int = 2                    # resnets per encoder level (decoder levels have one more)
+    scaling_factor: float = 0.18215              # diffusion latents = mode * scaling_factor
+
+
+@dataclass
+class CLIPConfig:
+    hidden_size: int = 1280
+    intermediate_size: int = 5120
+    num_hidden_layers: int = 32
+    num_attention_heads: int = 16                # head dim 80
+    patch_size: int = 14
+    image_size: int = 224
+    projection_dim: int = 1024                   # = UNetConfig.cross_attention_dim
+    layer_norm_eps: float = 1e-5
+    image_mean: tuple = (0.48145466, 0.4578275, 0.40821073)
+    image_std: tuple = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class SamplingDefaults:
+    """What `python run.py` uses unless told otherwise (SG-I2V's reference run for full SVD)."""
+    height: int = 576
+    width: int = 1024
+    num_steps: int = 50
+    fps: int = 7
+    motion_bucket_id: int = 127
+    noise_aug_strength: float = 0.02
+    min_guidance: float = 1.0
+    max_guidance: float = 3.0
+    decode_chunk_size: int = 8
+
+
+@dataclass
+class SVDConfig:
+    name: str = "svd"
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    clip: CLIPConfig = field(default_factory=CLIPConfig)
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "SVDConfig":
+        """Inverse of to_dict; unknown fields are an error so that a typo in a config file is caught."""
+        parts = {"unet": UNetConfig, "vae": VAEConfig, "clip": CLIPConfig, "sampling": SamplingDefaults}
+        allowed = {f.name for f in fields(SVDConfig)}
+        unknown = set(d) - allowed
+        if unknown:
+            raise ValueError(f"unknown SVDConfig fields {sorted(unknown)}; expected some of {sorted(allowed)}")
+        kwargs = {}
+        for key, value in d.items():
+            if key in parts:
+                cls = parts[key]
+                names = {f.name for f in fields(cls)}
+                bad = set(value) - names
+                if bad:
+                    raise ValueError(f"unknown {key} config fields {sorted(bad)}; expected some of {sorted(names)}")
+                value = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+                kwargs[key] = cls(**value)
+            else:
+                kwargs[key] = value
+        return SVDConfig(**kwargs)
+
+
+def svd() -> SVDConfig:
+    """stabilityai/stable-video-diffusion-img2vid: 14 frames."""
+    return SVDConfig(name="svd", unet=UNetConfig(num_frames=14))
+
+
+def svd_xt() -> SVDConfig:
+    """stabilityai/stable-video-diffusion-img2vid-xt: 25 frames, same architecture."""
+    return SVDConfig(name="svd_xt", unet=UNetConfig(num_frames=25))
+
+
+def tiny() -> SVDConfig:
+    """A few-thousand-parameter SVD for unit tests: same structure (4 levels, 2 layers per block)."""
+    return SVDConfig(
+        name="tiny-test",
+        unet=UNetConfig(block_out_channels=(32, 32, 64, 64), num_attention_heads=(2, 2, 4, 4),
+                        cross_attention_dim=32, addition_time_embed_dim=8, num_frames=4),
+        vae=VAEConfig(block_out_channels=(32, 32, 64, 64)),
+        clip=CLIPConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        patch_size=14, image_size=224, projection_dim=32),
+        sampling=SamplingDefaults(height=64, width=64, num_steps=4, decode_chunk_size=2),
+    )
+
+
+PRESETS = {"svd": svd, "svd_xt": svd_xt, "tiny-test": tiny}

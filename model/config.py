@@ -121,4 +121,22 @@ def tiny() -> SVDConfig:
     )
 
 
-PRESETS = {"svd": svd, "svd_xt": svd_xt, "tiny-test": tiny}
+def tiny_world() -> SVDConfig:
+    """sgi2v-tiny: the model trained here on the procedural world (weights/tiny/), 128x128 px, 8 frames.
+
+    SVD's structure at a fraction of the width: 4 levels, 2 layers per block, spatial+temporal
+    transformers at the same places, head dim 32. ~7.9M parameters in all (under 16 MB in fp16).
+    Its VAE scaling factor and sampling defaults are overwritten by the shipped sgi2v_config.json.
+    """
+    return SVDConfig(
+        name="sgi2v-tiny",
+        unet=UNetConfig(block_out_channels=(32, 64, 64, 64), num_attention_heads=(1, 2, 2, 2),
+                        cross_attention_dim=64, addition_time_embed_dim=32, num_frames=8),
+        vae=VAEConfig(block_out_channels=(32, 32, 64, 64), scaling_factor=1.0),
+        clip=CLIPConfig(hidden_size=64, intermediate_size=256, num_hidden_layers=4, num_attention_heads=2,
+                        patch_size=14, image_size=224, projection_dim=64),
+        sampling=SamplingDefaults(height=128, width=128, num_steps=16, decode_chunk_size=8),
+    )
+
+
+PRESETS = {"svd": svd, "svd_xt": svd_xt, "tiny-test": tiny, "sgi2v-tiny": tiny_world}

@@ -1,0 +1,1 @@
+"""EDM Euler sampling and SVD conditioning (schedule.py, euler.py, conditioning.py)."""

@@ -1,0 +1,397 @@
+"""Train the tiny SVD (weights/tiny/) from scratch on the procedural world, resumably.
+
+Two stages, both with OUR model classes (the code paths of full SVD):
+  vae   the autoencoder (encoder + temporal decoder) on rendered clips: L1 + L2 with sprite pixels
+        weighted 9x (keeps small coloured sprites), a tiny KL term; then the latent scaling factor
+        is set to 1 / std of the latents, as Stable Diffusion did.
+  unet  the U-Net and the CLIP tower together, with SVD's objective (EDM, Karras et al. 2022):
+        log-normal sigma, v-parameterisation D = c_skip x + c_out F, c_noise = 0.25 ln sigma,
+        loss weight (sigma^2 + 1) / sigma^2 on |D - x0|^2; the noise-augmented first-frame latent
+        concatenated to every frame; the CLIP embedding of the first frame; added time ids
+        (fps - 1, motion bucket from the scene's speed, augmentation strength); both conditions
+        dropped together 10% of the time for classifier-free guidance; EMA of the weights.
+
+State lives in a folder (default weights/tiny/train_state/): fp32 raw + EMA weights in safetensors
+shards under 16 MB, and meta.json (steps done, scene counter, loss log). Each call trains for
+--minutes and saves; the next call resumes. `--export` writes the shipped fp16 model
+(weights/tiny/sgi2v-tiny/, diffusers layout + sgi2v_config.json) from the EMA weights.
+
+Training scenes use seeds >= TRAIN_SEED_BASE; seeds below HELD_OUT_SEEDS are never trained on.
+
+  python -m weights.tiny.train --stage vae --minutes 3      # on the GPU machine
+  python -m weights.tiny.train --stage unet --minutes 8.5
+  python -m weights.tiny.train --export
+"""
+import argparse
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from model.config import SVDConfig, tiny_world
+from model.clip import CLIPImageEncoder
+from model.unet import UNet
+from model.vae import VAE
+from sampler.conditioning import clip_pixels
+from sampler.schedule import edm_scalings
+from weights.tiny import world
+
+TRAIN_SEED_BASE = 1_000_000
+HELD_OUT_SEEDS = 100_000
+HERE = Path(__file__).resolve().parent
+SHARD_BYTES = 16 * 2**20
+FPS = 7
+
+
+# ----------------------------------------------------------------------------- state on disk
+
+def save_tensors(tensors: dict, folder: Path, stem: str):
+    """Write tensors in fp16 as safetensors shards of at most 16 MB: stem-00.safetensors, ...
+
+    fp16 keeps the state small enough to travel and to commit each session; the one rounding per
+    session (relative 5e-4) is far below the noise of a training step.
+    """
+    from safetensors.torch import save_file
+    for old in folder.glob(f"{stem}-*.safetensors"):
+        old.unlink()
+    shard, size, index = {}, 0, 0
+    for key in sorted(tensors):
+        t = tensors[key].detach().half().cpu().contiguous()
+        if shard and size + t.numel() * 2 > SHARD_BYTES:
+            save_file(shard, str(folder / f"{stem}-{index:02d}.safetensors"))
+            shard, size, index = {}, 0, index + 1
+        shard[key], size = t, size + t.numel() * 2
+    save_file(shard, str(folder / f"{stem}-{index:02d}.safetensors"))
+
+
+def load_tensors(folder: Path, stem: str) -> dict:
+    from safetensors.torch import load_file
+    out = {}
+    for path in sorted(folder.glob(f"{stem}-*.safetensors")):
+        out.update(load_file(str(path)))
+    return out
+
+
+class Trainee:
+    """One trained module with its EMA copy and optimiser."""
+
+    def __init__(self, name, module, lr, ema_decay, device):
+        self.name, self.module, self.ema_decay = name, module.to(device), ema_decay
+        self.ema = {k: v.detach().clone().float() for k, v in module.state_dict().items()}
+        self.opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.99),
+                                     fused=device.type == "cuda", capturable=device.type == "cuda")
+
+    @torch.no_grad()
+    def update_ema(self):
+        params = [p for p in self.module.state_dict().values()]
+        torch._foreach_lerp_(list(self.ema.values()), [p.float() for p in params], 1 - self.ema_decay)
+
+    def save(self, folder):
+        save_tensors(self.module.state_dict(), folder, f"{self.name}_raw")
+        save_tensors(self.ema, folder, f"{self.name}_ema")
+
+    def load(self, folder):
+        raw, ema = load_tensors(folder, f"{self.name}_raw"), load_tensors(folder, f"{self.name}_ema")
+        raw = raw or ema                                   # a state saved without raw weights resumes from EMA
+        if raw:
+            self.module.load_state_dict(raw, strict=True)
+            self.ema = {k: ema[k].float().to(self.ema[k].device) for k in self.ema}
+        return bool(raw)
+
+
+# ----------------------------------------------------------------------------- data
+
+def world_config(cfg: SVDConfig) -> world.WorldConfig:
+    return world.WorldConfig(height=cfg.sampling.height, width=cfg.sampling.width, frames=cfg.unet.num_frames)
+
+
+def _draw(args):
+    wcfg, seeds, difficulty = args
+    return world.draw_scenes(wcfg, seeds, difficulty)
+
+
+class SceneStream:
+    """Scene parameters drawn on CPU worker processes ahead of time; rendered on the device."""
+
+    def __init__(self, wcfg, batch, first_seed, dmax, device, workers=8):
+        self.wcfg, self.batch, self.next_seed, self.dmax, self.device = wcfg, batch, first_seed, dmax, device
+        self.pool = ProcessPoolExecutor(workers) if workers > 0 else None
+        self.queue = [self._submit() for _ in range(2 * max(workers, 1))]
+
+    def _submit(self):
+        seeds = list(range(self.next_seed, self.next_seed + self.batch))
+        self.next_seed += self.batch
+        g = torch.Generator().manual_seed(seeds[0])
+        difficulty = torch.rand(self.batch, generator=g) * self.dmax
+        job = (self.wcfg, seeds, difficulty)
+        return self.pool.submit(_draw, job) if self.pool else job
+
+    def next(self):
+        item = self.queue.pop(0)
+        self.queue.append(self._submit())
+        scenes = item.result() if self.pool else _draw(item)
+        video = world.render(scenes, self.wcfg, self.device)
+        return scenes.to(self.device), video
+
+    def close(self):
+        if self.pool:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def sprite_mask(scenes, video):
+    """(N, F, 1, H, W) 1 where a pixel is close to one of the scene's sprite colours."""
+    rgb = (video + 1) / 2
+    mask = torch.zeros_like(video[:, :, :1])
+    for k in range(scenes.colour.shape[1]):
+        c = scenes.colour[:, k][:, None, :, None, None]                          # (N, 1, 3, 1, 1)
+        near = (((rgb - c) ** 2).sum(2, keepdim=True) < 0.3 ** 2).float()
+        mask = torch.maximum(mask, near * scenes.valid[:, k].float()[:, None, None, None, None])
+    return mask
+
+
+# ----------------------------------------------------------------------------- losses
+
+def vae_loss(vae, video, mask, kl_weight=1e-6):
+    n, f = video.shape[:2]
+    x = video.flatten(0, 1)                                                       # (N*F, 3, H, W)
+    moments = vae.quant_conv(vae.encoder(x))
+    mean, logvar = moments.chunk(2, dim=1)
+    logvar = logvar.clamp(-30, 20)
+    z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+    rec = vae.decode(z, f)
+    err = rec.float() - x
+    weight = 1 + 8 * mask.flatten(0, 1)
+    rec_loss = (weight * (err.abs() + err ** 2)).mean()
+    kl = 0.5 * (mean.float() ** 2 + logvar.float().exp() - 1 - logvar.float()).mean()
+    return rec_loss + kl_weight * kl, rec_loss
+
+
+@torch.no_grad()
+def prepare_unet_batch(vae, scenes, video, scaling_factor):
+    """The conditioning and targets of a batch, no gradient: (N, F, 3, H, W) video -> dict of tensors."""
+    n, f = video.shape[:2]
+    first = video[:, 0]                                                              # (N, 3, H, W)
+    aug = torch.exp(-3.0 + 0.5 * torch.randn(n, device=video.device))                # SVD's cond_aug prior
+    return {
+        "x0": vae.encode(video.flatten(0, 1)).unflatten(0, (n, f)).float() * scaling_factor,  # (N, F, 4, h, w)
+        "cond": vae.encode(first + aug[:, None, None, None] * torch.randn_like(first)).float(),  # (N, 4, h, w) unscaled
+        "pixels": clip_pixels(first),                                                # (N, 3, 224, 224)
+        "ids": torch.stack([torch.full_like(aug, FPS - 1), scenes.motion_bucket.float(), aug], dim=1),  # (N, 3)
+    }
+
+
+def unet_loss(unet, clip, batch, p_mean=0.3, p_std=1.6, p_drop=0.1):
+    """SVD's EDM objective on one batch (see the module docstring). Static shapes, no host sync."""
+    x0, cond = batch["x0"], batch["cond"]
+    n, f = x0.shape[:2]
+    emb = clip(batch["pixels"])[:, None]                                             # (N, 1, D)
+    keep = (torch.rand(n, device=x0.device) > p_drop).to(emb.dtype)                 # drop both conditions
+    emb = emb * keep[:, None, None]
+    cond = cond * keep[:, None, None, None].to(cond.dtype)
+    sigma = torch.exp(p_mean + p_std * torch.randn(n, device=x0.device))            # (N,) log-normal
+    s = sigma[:, None, None, None, None]
+    x = x0 + s * torch.randn_like(x0)
+    c_skip, c_out, c_in, c_noise = edm_scalings(s)
+    inp = torch.cat([c_in * x, cond[:, None].expand(-1, f, -1, -1, -1).to(x.dtype)], dim=2)  # (N, F, 8, h, w)
+    v = unet(inp, c_noise.reshape(n), emb, batch["ids"])
+    denoised = c_skip * x + c_out * v.float()
+    weight = (s ** 2 + 1) / s ** 2
+    return (weight * (denoised - x0) ** 2).mean()
+
+
+class TrainStep:
+    """forward + backward + clip + AdamW + EMA of the U-Net and CLIP, optionally as ONE CUDA graph.
+
+    The tiny U-Net launches ~12k kernels per step, so eager training is bound by launch overhead
+    (measured on an H200: 308 ms per step of which 89 ms GPU work). Captured once, a step replays
+    with a single launch. Inputs are copied into static tensors first; random draws inside the
+    graph use the graph-safe generator, so every replay draws fresh noise.
+    """
+
+    def __init__(self, unet, clip, amp_dtype, use_graph):
+        self.unet, self.clip, self.amp_dtype, self.use_graph = unet, clip, amp_dtype, use_graph
+        self.params = list(unet.module.parameters()) + list(clip.module.parameters())
+        self.graph, self.static, self.loss = None, None, None
+
+    def _step(self, batch):
+        with torch.autocast(batch["x0"].device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None,
+                            cache_enabled=False):
+            loss = unet_loss(self.unet.module, self.clip.module, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0, foreach=True)
+        self.unet.opt.step(), self.clip.opt.step()
+        self.unet.update_ema(), self.clip.update_ema()
+        return loss.detach()
+
+    def __call__(self, batch):
+        if not self.use_graph:
+            self.unet.opt.zero_grad(set_to_none=True), self.clip.opt.zero_grad(set_to_none=True)
+            return self._step(batch)
+        if self.graph is None:
+            try:
+                self._capture(batch)
+            except RuntimeError as e:                          # keep training, eagerly, and say why
+                print(f"CUDA graph capture failed, training eagerly: {e}", flush=True)
+                self.use_graph, self.graph = False, None
+                torch.cuda.synchronize()
+                return self(batch)
+        for k, v in batch.items():
+            self.static[k].copy_(v)
+        self.graph.replay()
+        return self.loss
+
+    def _capture(self, batch):
+        self.static = {k: v.clone() for k, v in batch.items()}
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):                          # warm-up outside the capture, as required
+            for _ in range(3):
+                self.unet.opt.zero_grad(set_to_none=True), self.clip.opt.zero_grad(set_to_none=True)
+                self._step(self.static)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        self.unet.opt.zero_grad(set_to_none=True), self.clip.opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(self.graph):
+            self.loss = self._step(self.static)
+
+
+# ----------------------------------------------------------------------------- main loops
+
+WARMUP = 300
+
+
+def lr_at(step, base, warmup=WARMUP):
+    return base * min(1.0, (step + 1) / warmup)
+
+
+def train(args):
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cfg = tiny_world()
+    state_dir = Path(args.state)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = state_dir / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {
+        "vae_steps": 0, "unet_steps": 0, "next_seed": TRAIN_SEED_BASE, "scaling_factor": None, "log": []}
+    if "cuda" in device.type:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(meta["next_seed"])
+    wcfg = world_config(cfg)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    vae = Trainee("vae", VAE(cfg.vae), args.lr_vae, 0.999, device)
+    vae.load(state_dir)
+    deadline = time.time() + args.minutes * 60
+    stream = SceneStream(wcfg, args.batch, meta["next_seed"], args.dmax, device, args.workers)
+    try:
+        if args.stage == "vae":
+            step_fn = vae_loss
+            t0, k0 = time.time(), meta["vae_steps"]
+            while time.time() < deadline and (args.max_steps is None or meta["vae_steps"] - k0 < args.max_steps):
+                scenes, video = stream.next()
+                mask = sprite_mask(scenes, video)[: args.vae_batch]
+                video = video[: args.vae_batch]
+                for group in vae.opt.param_groups:
+                    group["lr"] = lr_at(meta["vae_steps"], args.lr_vae)
+                with amp:
+                    loss, rec = step_fn(vae.module, video, mask)
+                vae.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(vae.module.parameters(), 1.0)
+                vae.opt.step()
+                vae.update_ema()
+                meta["vae_steps"] += 1
+                if meta["vae_steps"] % args.log_every == 0:
+                    rate = (meta["vae_steps"] - k0) / (time.time() - t0)
+                    meta["log"].append({"stage": "vae", "step": meta["vae_steps"], "loss": rec.item(), "steps_per_s": rate})
+                    print(f"vae step {meta['vae_steps']} rec {rec.item():.4f} {rate:.1f} it/s", flush=True)
+            # latent scaling factor: 1 / std of the EMA encoder's latents on fresh scenes
+            with torch.no_grad():
+                ema_vae = VAE(cfg.vae).to(device)
+                ema_vae.load_state_dict(vae.ema)
+                _, video = stream.next()
+                lat = ema_vae.encode(video.flatten(0, 1))
+                meta["scaling_factor"] = float(1.0 / lat.float().std())
+            print(f"scaling factor {meta['scaling_factor']:.5f}")
+            vae.save(state_dir)
+        else:
+            assert meta["scaling_factor"], "train the VAE first (--stage vae)"
+            frozen = VAE(cfg.vae).to(device).eval().requires_grad_(False)
+            frozen.load_state_dict(vae.ema)
+            unet = Trainee("unet", UNet(cfg.unet), args.lr, args.ema, device)
+            clip = Trainee("clip", CLIPImageEncoder(cfg.clip), args.lr, args.ema, device)
+            unet.load(state_dir), clip.load(state_dir)
+            if meta["unet_steps"] < WARMUP and args.cuda_graph:
+                raise SystemExit(f"--cuda-graph needs a constant learning rate: run {WARMUP} eager steps first")
+            step = TrainStep(unet, clip, torch.bfloat16 if device.type == "cuda" else None, args.cuda_graph)
+            t0, k0 = time.time(), meta["unet_steps"]
+            while time.time() < deadline and (args.max_steps is None or meta["unet_steps"] - k0 < args.max_steps):
+                scenes, video = stream.next()
+                for trainee in (unet, clip):
+                    for group in trainee.opt.param_groups:
+                        group["lr"] = lr_at(meta["unet_steps"], args.lr)
+                with amp:
+                    batch = prepare_unet_batch(frozen, scenes, video, meta["scaling_factor"])
+                loss = step(batch)
+                meta["unet_steps"] += 1
+                if meta["unet_steps"] % args.log_every == 0:
+                    rate = (meta["unet_steps"] - k0) / (time.time() - t0)
+                    meta["log"].append({"stage": "unet", "step": meta["unet_steps"], "loss": loss.item(), "steps_per_s": rate})
+                    print(f"unet step {meta['unet_steps']} loss {loss.item():.4f} {rate:.1f} it/s", flush=True)
+            unet.save(state_dir), clip.save(state_dir)
+    finally:
+        meta["next_seed"] = stream.next_seed
+        stream.close()
+    meta_path.write_text(json.dumps(meta, indent=1))
+    print(f"saved to {state_dir}: vae {meta['vae_steps']} steps, unet {meta['unet_steps']} steps")
+
+
+def export(args):
+    """EMA weights -> weights/tiny/sgi2v-tiny/ in the diffusers layout, fp16, plus sgi2v_config.json."""
+    from safetensors.torch import save_file
+    state_dir, out = Path(args.state), Path(args.export_to)
+    meta = json.loads((state_dir / "meta.json").read_text())
+    cfg = tiny_world()
+    cfg.vae.scaling_factor = meta["scaling_factor"]
+    files = {"vae": "vae/diffusion_pytorch_model.safetensors", "unet": "unet/diffusion_pytorch_model.safetensors",
+             "clip": "image_encoder/model.safetensors"}
+    for name, rel in files.items():
+        tensors = load_tensors(state_dir, f"{name}_ema")
+        if not tensors:
+            raise SystemExit(f"no {name} EMA weights in {state_dir}")
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.half().contiguous() for k, v in tensors.items()}, str(out / rel))
+    (out / "sgi2v_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    (out / "TRAINING.json").write_text(json.dumps({k: meta[k] for k in ("vae_steps", "unet_steps", "scaling_factor")}, indent=1))
+    print(f"exported to {out}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stage", choices=["vae", "unet"], default="unet", help="what to train")
+    p.add_argument("--minutes", type=float, default=8.5, help="wall-clock budget of this call")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
+    p.add_argument("--state", default=str(HERE / "train_state"), help="resumable state folder")
+    p.add_argument("--batch", type=int, default=32, help="scenes per U-Net step")
+    p.add_argument("--vae-batch", type=int, default=16, help="clips per VAE step")
+    p.add_argument("--lr", type=float, default=2e-4, help="U-Net and CLIP learning rate")
+    p.add_argument("--lr-vae", type=float, default=4e-4, help="VAE learning rate")
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the U-Net and CLIP weights")
+    p.add_argument("--dmax", type=float, default=0.3, help="scene difficulty drawn uniformly in [0, dmax]")
+    p.add_argument("--cuda-graph", action="store_true", help="capture the U-Net training step as one CUDA graph")
+    p.add_argument("--workers", type=int, default=8, help="CPU processes drawing scene parameters")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--export", action="store_true", help="write the shipped fp16 model from the EMA weights")
+    p.add_argument("--export-to", default=str(HERE / "sgi2v-tiny"))
+    args = p.parse_args()
+    export(args) if args.export else train(args)
+
+
+if __name__ == "__main__":
+    main()

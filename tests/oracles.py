@@ -34,23 +34,24 @@ def transformers_clip(cfg: CLIPConfig):
 
 
 @torch.no_grad()
-def random_state_dict(module: torch.nn.Module, seed: int) -> dict:
+def random_state_dict(module: torch.nn.Module, seed: int, device="cpu") -> dict:
     """Random weights that keep activations O(1) at any depth, and exercise every parameter.
 
     Matrices and kernels: N(0, 1/fan_in); norm weights 1 + N(0, 0.1); biases N(0, 0.1); mix factors N(0, 1)
-    (so the spatial/temporal blends are not all 0.5). Drawn on the CPU, in sorted key order, in fp32.
+    (so the spatial/temporal blends are not all 0.5). Drawn in sorted key order, in fp32, on `device`
+    (the CPU for tests; the GPU for full-size benchmarks, where drawing 2.3e9 values on the CPU is slow).
     """
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(device).manual_seed(seed)
     out = {}
     for key, t in sorted(module.state_dict().items()):
         if t.ndim >= 2:
             fan_in = t[0].numel()
-            value = torch.randn(t.shape, generator=g) / fan_in ** 0.5
+            value = torch.randn(t.shape, generator=g, device=device) / fan_in ** 0.5
         elif "norm" in key and key.endswith("weight"):
-            value = 1 + 0.1 * torch.randn(t.shape, generator=g)
+            value = 1 + 0.1 * torch.randn(t.shape, generator=g, device=device)
         elif "mix_factor" in key:
-            value = torch.randn(t.shape, generator=g)
+            value = torch.randn(t.shape, generator=g, device=device)
         else:
-            value = 0.1 * torch.randn(t.shape, generator=g)
+            value = 0.1 * torch.randn(t.shape, generator=g, device=device)
         out[key] = value
     return out

@@ -28,8 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field, fields, replace
-from typing import Sequence
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F

@@ -11,16 +11,15 @@ Two stages, both with OUR model classes (the code paths of full SVD):
         (fps - 1, motion bucket from the scene's speed, augmentation strength); both conditions
         dropped together 10% of the time for classifier-free guidance; EMA of the weights.
 
-State lives in a folder (default weights/tiny/train_state/): fp32 raw + EMA weights in safetensors
-shards under 16 MB, and meta.json (steps done, scene counter, loss log). Each call trains for
---minutes and saves; the next call resumes. `--export` writes the shipped fp16 model
-(weights/tiny/sgi2v-tiny/, diffusers layout + sgi2v_config.json) from the EMA weights.
+State: the raw weights (fp16 safetensors shards under 16 MB) and meta.json (steps done, scene counter,
+loss log) in weights/tiny/train_state/; the EMA weights ARE the shipped model, weights/tiny/sgi2v-tiny/
+(diffusers layout, fp16, plus sgi2v_config.json), loaded by the same loader as the official files.
+Each call trains for --minutes and saves; the next call resumes.
 
 Training scenes use seeds >= TRAIN_SEED_BASE; seeds below HELD_OUT_SEEDS are never trained on.
 
   python -m weights.tiny.train --stage vae --minutes 3      # on the GPU machine
   python -m weights.tiny.train --stage unet --minutes 8.5
-  python -m weights.tiny.train --export
 """
 import argparse
 import json
@@ -76,8 +75,17 @@ def load_tensors(folder: Path, stem: str) -> dict:
     return out
 
 
+MODEL_DIR = HERE / "sgi2v-tiny"                  # the shipped model = the EMA weights, fp16, diffusers layout
+MODEL_FILES = {"vae": "vae/diffusion_pytorch_model.safetensors", "unet": "unet/diffusion_pytorch_model.safetensors",
+               "clip": "image_encoder/model.safetensors"}
+
+
 class Trainee:
-    """One trained module with its EMA copy and optimiser."""
+    """One trained module, its EMA copy (fp32 while training) and its optimiser.
+
+    On disk: the raw weights in the state folder (fp16 shards), the EMA weights as the shipped model
+    file (fp16, diffusers names), so nothing is stored twice.
+    """
 
     def __init__(self, name, module, lr, ema_decay, device):
         self.name, self.module, self.ema_decay = name, module.to(device), ema_decay
@@ -90,17 +98,32 @@ class Trainee:
         params = [p for p in self.module.state_dict().values()]
         torch._foreach_lerp_(list(self.ema.values()), [p.float() for p in params], 1 - self.ema_decay)
 
-    def save(self, folder):
-        save_tensors(self.module.state_dict(), folder, f"{self.name}_raw")
-        save_tensors(self.ema, folder, f"{self.name}_ema")
+    def save(self, state_dir: Path, model_dir: Path):
+        from safetensors.torch import save_file
+        save_tensors(self.module.state_dict(), state_dir, f"{self.name}_raw")
+        path = model_dir / MODEL_FILES[self.name]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.half().cpu().contiguous() for k, v in self.ema.items()}, str(path))
 
-    def load(self, folder):
-        raw, ema = load_tensors(folder, f"{self.name}_raw"), load_tensors(folder, f"{self.name}_ema")
-        raw = raw or ema                                   # a state saved without raw weights resumes from EMA
+    def load(self, state_dir: Path, model_dir: Path) -> bool:
+        from safetensors.torch import load_file
+        path = model_dir / MODEL_FILES[self.name]
+        ema = load_file(str(path)) if path.exists() else {}
+        raw = load_tensors(state_dir, f"{self.name}_raw") or ema   # no raw weights saved: resume from EMA
         if raw:
             self.module.load_state_dict(raw, strict=True)
-            self.ema = {k: ema[k].float().to(self.ema[k].device) for k in self.ema}
+            self.ema = {k: (ema or raw)[k].float().to(self.ema[k].device) for k in self.ema}
         return bool(raw)
+
+
+def write_model_config(model_dir: Path, meta: dict):
+    """sgi2v_config.json (what weights.load_svd builds the networks from) and TRAINING.json."""
+    cfg = tiny_world()
+    cfg.vae.scaling_factor = meta["scaling_factor"]
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "sgi2v_config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+    summary = {k: meta[k] for k in ("vae_steps", "unet_steps", "scaling_factor")}
+    (model_dir / "TRAINING.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
 # ----------------------------------------------------------------------------- data
@@ -271,7 +294,7 @@ def lr_at(step, base, warmup=WARMUP):
 def train(args):
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cfg = tiny_world()
-    state_dir = Path(args.state)
+    state_dir, model_dir = Path(args.state), Path(args.model_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     meta_path = state_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {
@@ -285,7 +308,7 @@ def train(args):
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     vae = Trainee("vae", VAE(cfg.vae), args.lr_vae, 0.999, device)
-    vae.load(state_dir)
+    vae.load(state_dir, model_dir)
     deadline = time.time() + args.minutes * 60
     stream = SceneStream(wcfg, args.batch, meta["next_seed"], args.dmax, device, args.workers)
     try:
@@ -318,14 +341,14 @@ def train(args):
                 lat = ema_vae.encode(video.flatten(0, 1))
                 meta["scaling_factor"] = float(1.0 / lat.float().std())
             print(f"scaling factor {meta['scaling_factor']:.5f}")
-            vae.save(state_dir)
+            vae.save(state_dir, model_dir)
         else:
             assert meta["scaling_factor"], "train the VAE first (--stage vae)"
             frozen = VAE(cfg.vae).to(device).eval().requires_grad_(False)
             frozen.load_state_dict(vae.ema)
             unet = Trainee("unet", UNet(cfg.unet), args.lr, args.ema, device)
             clip = Trainee("clip", CLIPImageEncoder(cfg.clip), args.lr, args.ema, device)
-            unet.load(state_dir), clip.load(state_dir)
+            unet.load(state_dir, model_dir), clip.load(state_dir, model_dir)
             if meta["unet_steps"] < WARMUP and args.cuda_graph:
                 raise SystemExit(f"--cuda-graph needs a constant learning rate: run {WARMUP} eager steps first")
             step = TrainStep(unet, clip, torch.bfloat16 if device.type == "cuda" else None, args.cuda_graph)
@@ -343,32 +366,14 @@ def train(args):
                     rate = (meta["unet_steps"] - k0) / (time.time() - t0)
                     meta["log"].append({"stage": "unet", "step": meta["unet_steps"], "loss": loss.item(), "steps_per_s": rate})
                     print(f"unet step {meta['unet_steps']} loss {loss.item():.4f} {rate:.1f} it/s", flush=True)
-            unet.save(state_dir), clip.save(state_dir)
+            unet.save(state_dir, model_dir), clip.save(state_dir, model_dir)
     finally:
         meta["next_seed"] = stream.next_seed
         stream.close()
     meta_path.write_text(json.dumps(meta, indent=1))
-    print(f"saved to {state_dir}: vae {meta['vae_steps']} steps, unet {meta['unet_steps']} steps")
-
-
-def export(args):
-    """EMA weights -> weights/tiny/sgi2v-tiny/ in the diffusers layout, fp16, plus sgi2v_config.json."""
-    from safetensors.torch import save_file
-    state_dir, out = Path(args.state), Path(args.export_to)
-    meta = json.loads((state_dir / "meta.json").read_text())
-    cfg = tiny_world()
-    cfg.vae.scaling_factor = meta["scaling_factor"]
-    files = {"vae": "vae/diffusion_pytorch_model.safetensors", "unet": "unet/diffusion_pytorch_model.safetensors",
-             "clip": "image_encoder/model.safetensors"}
-    for name, rel in files.items():
-        tensors = load_tensors(state_dir, f"{name}_ema")
-        if not tensors:
-            raise SystemExit(f"no {name} EMA weights in {state_dir}")
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.half().contiguous() for k, v in tensors.items()}, str(out / rel))
-    (out / "sgi2v_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    (out / "TRAINING.json").write_text(json.dumps({k: meta[k] for k in ("vae_steps", "unet_steps", "scaling_factor")}, indent=1))
-    print(f"exported to {out}")
+    if meta["scaling_factor"]:
+        write_model_config(model_dir, meta)
+    print(f"saved to {state_dir} and {model_dir}: vae {meta['vae_steps']} steps, unet {meta['unet_steps']} steps")
 
 
 def main():
@@ -387,10 +392,9 @@ def main():
     p.add_argument("--workers", type=int, default=8, help="CPU processes drawing scene parameters")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--export", action="store_true", help="write the shipped fp16 model from the EMA weights")
-    p.add_argument("--export-to", default=str(HERE / "sgi2v-tiny"))
+    p.add_argument("--model-dir", default=str(MODEL_DIR), help="the shipped model folder, holding the EMA weights")
     args = p.parse_args()
-    export(args) if args.export else train(args)
+    train(args)
 
 
 if __name__ == "__main__":

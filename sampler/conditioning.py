@@ -170,10 +170,14 @@ def to_uint8(frames):
 # ---------------------------------------------------------------- the pipeline
 def generate(unet, vae, clip, pil_image, num_frames, height, width, num_steps, fps=7, motion_bucket_id=127,
              noise_aug_strength=0.02, min_guidance=1.0, max_guidance=3.0, decode_chunk_size=None,
-             generator=None, dtype=torch.float32, device="cpu", on_step=None, progress=None):
+             generator=None, dtype=torch.float32, device="cpu", on_step=None, progress=None,
+             scaling_factor=VAE_SCALING_FACTOR, make_on_step=None):
     """Image -> video with SVD, step by step as diffusers' StableVideoDiffusionPipeline
     (random draws in the same order and shapes). Returns uint8 frames (T, H, W, 3).
-    `dtype` is the models' dtype (embeddings, latents, time ids); on_step/progress go to sample_euler.
+    `dtype` is the models' dtype (embeddings, latents, time ids); on_step/progress go to sample_euler;
+    `scaling_factor` is the VAE's (cfg.vae.scaling_factor: 0.18215 for SVD, its own for sgi2v-tiny).
+    `make_on_step(c, sigmas) -> on_step`, instead of on_step, builds the hook once the Conditioning c and
+    the schedule exist (guidance that runs the U-Net's conditional branch, e.g. guidance/sg_i2v.py).
     Gradients are off except inside on_step (which may enable them for latent optimisation)."""
     device, pil_image = torch.device(device), pil_image.convert("RGB")
     # 1. CLIP embedding of the clean, full-size image (prepared on the CPU); [uncond = zeros, cond]
@@ -199,9 +203,13 @@ def generate(unet, vae, clip, pil_image, num_frames, height, width, num_steps, f
 
     # 4. Euler sampling with per-frame classifier-free guidance
     scales = cfg_scales(num_frames, min_guidance, max_guidance).to(device, dtype)
+    if make_on_step is not None:
+        if on_step is not None:
+            raise ValueError("give on_step or make_on_step, not both")
+        on_step = make_on_step(c, sigmas)
     x = sample_euler(cfg_denoiser(unet, c, scales), x, sigmas, on_step=on_step, progress=progress)
 
     # 5. decode
     with torch.no_grad():
-        frames = decode_latents(vae, x.detach(), decode_chunk_size)                # (1, T, 3, H, W)
+        frames = decode_latents(vae, x.detach(), decode_chunk_size, scaling_factor)  # (1, T, 3, H, W)
     return to_uint8(frames[0])

@@ -248,7 +248,10 @@ def load_state_dict_into(module: torch.nn.Module, view: PartView, device=None, d
         tensor = view.entries[name].get()  # cpu, file dtype
         if current.is_meta:
             to_dtype = dtype if dtype is not None and current.is_floating_point() else current.dtype
-            tensor = tensor.to(device=device or "cpu", dtype=to_dtype)
+            # copy=True: on the CPU in the file's dtype, .to() would return the memory-mapped tensor itself,
+            # leaving the parameter inside the file mapping at unaligned offsets (other kernel paths, a
+            # model that breaks if the file changes). One tensor at a time, so still one copy in memory.
+            tensor = tensor.to(device=device or "cpu", dtype=to_dtype, copy=True)
             owner_name, _, attr = name.rpartition(".")
             owner = module.get_submodule(owner_name)
             if isinstance(current, torch.nn.Parameter):

@@ -4,8 +4,6 @@ second-order correction and with S_churn = 0; k-diffusion `sample_euler`).
 Numerics follow diffusers' EulerDiscreteScheduler.step: the step is computed in float32 and
 the new latent is cast back to the latent's dtype.
 """
-import torch
-
 
 def v_to_x0(v, x, sigma):
     """Denoised estimate from a v-prediction: x0 = c_skip x + c_out v (EDM, sigma_data = 1).

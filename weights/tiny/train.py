@@ -23,13 +23,11 @@ Training scenes use seeds >= TRAIN_SEED_BASE; seeds below HELD_OUT_SEEDS are nev
 """
 import argparse
 import json
-import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from model.config import SVDConfig, tiny_world
 from model.clip import CLIPImageEncoder

@@ -1,0 +1,439 @@
+"""Image -> video with Stable Video Diffusion (SG-I2V trajectory control plugs into step 5).
+
+    python run.py                                        # tiny model + bundled example, with SG-I2V control
+    python run.py --weights hf --image cat.png           # official SVD from the Hugging Face cache
+    python run.py --weights ~/svd-xt --image cat.png --out outputs/cat --seed 1
+    python run.py --weights hf --image boat.png --trajectory boat.json   # SG-I2V: boxes follow their paths
+
+Writes --out/video.mp4 (H.264), --out/frames/frame_000.png ... and --out/run.json (every setting, the
+seed, sha256 of the inputs, package versions, device, dtype, timings per stage, the weights used; with
+--trajectory also the SG-I2V settings and the loss at every iteration of every optimised step).
+Everything is checked before the weights are loaded, and written to a temporary folder beside --out
+that is renamed to --out at the end: a failed run leaves no partial output, and an existing --out is
+replaced only with --overwrite.
+"""
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import av
+import numpy as np
+import PIL
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from guidance.backbone import check_layer
+from guidance.draw import draw_condition, draw_overlay
+from guidance.features import SOURCES
+from guidance.loss import HEATMAPS
+from guidance.sg_i2v import SGI2VConfig, make_step_hook, optimised_steps
+from guidance.trajectory import TrajectoryError, latent_boxes, load_trajectories, rescale
+from sampler.conditioning import generate
+from sampler.video import write_mp4, write_pngs
+from weights import WeightsError, find_svd
+
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+SAMPLING_FLAGS = {  # flag -> field of the model config's SamplingDefaults (model/config.py)
+    "steps": "num_steps", "height": "height", "width": "width", "fps": "fps", "motion_bucket": "motion_bucket_id",
+    "noise_aug": "noise_aug_strength", "min_guidance": "min_guidance", "max_guidance": "max_guidance",
+    "decode_chunk": "decode_chunk_size"}
+
+
+class RunError(Exception):
+    """A user error in a flag, an input file or the output folder; the message names it and what was expected."""
+
+
+def main(args) -> Path:
+    """Run one generation as `args` says (see `parser()`); returns the output folder."""
+    timings, start = {}, time.perf_counter()
+
+    # 1. Inputs: the image (default: the bundled example) and the output folder, checked first
+    image_path, trajectory_path = input_files(args.image)
+    if args.trajectory is not None:
+        trajectory_path = Path(args.trajectory)
+    if args.no_trajectory:
+        trajectory_path = None
+    image = read_image(image_path)
+    out = Path(args.out) if args.out else Path("outputs") / image_path.stem
+    check_out(out, args.overwrite)
+    timings["read_inputs"] = time.perf_counter() - start
+
+    # 2. Weights: find the files, read their headers and check every name and shape (no tensor read yet)
+    t = time.perf_counter()
+    files = find_svd(args.weights, model=args.model)
+    timings["find_weights"] = time.perf_counter() - t
+
+    # 3. Settings: flags, else the model config's sampling defaults; device and dtype; all validated
+    s = settings(args, files.cfg)
+    device, dtype = pick_device(args.device, args.dtype)
+    guidance = guidance_settings(args, files.cfg.unet, trajectory_path)   # None: plain SVD (no trajectory)
+    traj = read_trajectory(trajectory_path, image.size, s) if guidance else None    # pixels of the video
+    boxes = latent_boxes(traj) if guidance else None                 # (B, F, 4) latent cells; 8 px per cell
+
+    # 4. Load the three networks onto the device, streaming one tensor at a time
+    t = time.perf_counter()
+    svd = files.load(device, DTYPES[dtype])
+    timings["load_weights"] = time.perf_counter() - t
+
+    # 5. Generate. With --trajectory, SG-I2V's step hook (guidance/sg_i2v.py) runs before each denoising
+    #    step and optimises the latent inside its window; generate builds it once the conditioning exists.
+    losses, progress = {}, Progress(args.quiet)                       # losses: {step: [loss per iteration]}
+
+    def make_on_step(conditioning, sigmas):
+        return make_step_hook(guidance, svd.unet, conditioning, boxes, len(sigmas) - 1, losses=losses,
+                              on_loss=progress.show_loss)
+    t = time.perf_counter()
+    frames = generate(svd.unet, svd.vae, svd.clip, image, s["frames"], s["height"], s["width"], s["steps"],
+                      fps=s["fps"], motion_bucket_id=s["motion_bucket"], noise_aug_strength=s["noise_aug"],
+                      min_guidance=s["min_guidance"], max_guidance=s["max_guidance"],
+                      decode_chunk_size=s["decode_chunk"], generator=torch.Generator().manual_seed(args.seed),
+                      dtype=svd.dtype, device=device, scaling_factor=svd.cfg.vae.scaling_factor,
+                      make_on_step=make_on_step if guidance else None, progress=progress)     # (T, H, W, 3)
+    timings["generate"] = time.perf_counter() - t
+
+    # 6. Write video.mp4, frames/ and run.json into a temporary folder beside --out, then rename it
+    t = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        write_mp4(frames, tmp / "video.mp4", fps=s["fps"])
+        pngs = write_pngs(frames, tmp / "frames")
+        if traj is not None:                                          # what was asked, drawn
+            draw_condition(image.resize((s["width"], s["height"]), Image.LANCZOS), traj).save(tmp / "condition.png")
+            write_mp4(draw_overlay(frames, traj), tmp / "overlay.mp4", fps=s["fps"])
+        timings["write"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - start
+        record = {
+            "command": [Path(sys.argv[0]).name] + sys.argv[1:],
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "settings": dict(s, seed=args.seed, device=str(device), dtype=dtype, weights=args.weights,
+                             model=args.model, image=str(image_path), out=str(out), overwrite=args.overwrite),
+            "defaults_from": f"{files.cfg.name} ({files.config_source})",
+            "guidance": guidance and guidance_record(guidance, trajectory_path, s["steps"], losses),  # None: plain
+            "inputs": {"image": {"path": str(image_path), "sha256": sha256(image_path), "size": list(image.size)},
+                       "trajectory": trajectory_path and {"path": str(trajectory_path),
+                                                          "sha256": sha256(trajectory_path),
+                                                          "used": guidance is not None}},
+            "weights": dict(svd.details, description=svd.source),
+            "device": device_description(device),
+            "dtype": dtype,
+            "versions": versions(),
+            "timings_s": {k: round(v, 4) for k, v in timings.items()},
+            "outputs": {"video": "video.mp4", "frames": [p.relative_to(tmp).as_posix() for p in pngs],
+                        "shape": list(frames.shape),
+                        **({"condition": "condition.png", "overlay": "overlay.mp4"} if traj is not None else {})},
+        }
+        (tmp / "run.json").write_text(json.dumps(record, indent=1) + "\n")
+        publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)                       # gone already unless something failed
+    if not args.quiet:
+        print(f"wrote {out}/video.mp4: {len(frames)} frames {s['width']}x{s['height']} at {s['fps']} fps "
+              f"({svd.cfg.name}, seed {args.seed}, {timings['total']:.1f} s)")
+    return out
+
+
+# ---------------------------------------------------------------- inputs and checks
+def input_files(image):
+    """(image path, trajectory path or None). No --image: the bundled example examples/<name>.png with
+    its trajectory examples/<name>.json (the first such pair in name order)."""
+    if image is not None:
+        return Path(image), None
+    pairs = [(p, p.with_suffix(".json")) for p in sorted(EXAMPLES.glob("*.png")) if p.with_suffix(".json").is_file()]
+    if not pairs:
+        raise RunError(f"no --image given and no bundled example: expected {EXAMPLES}/<name>.png with its "
+                       f"trajectory file {EXAMPLES}/<name>.json; give --image IMAGE")
+    return pairs[0]
+
+
+def read_image(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise RunError(f"--image {path}: no such file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise RunError(f"--image {path}: cannot read it as an image ({e})") from e
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """--out may be new or an empty folder; a previous run's folder (it has run.json) only with --overwrite."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise RunError(f"--out {out}: exists and is not empty; pass --overwrite to replace it, or choose "
+                           "another folder")
+        if not (out / "run.json").is_file():
+            raise RunError(f"--out {out}: not a previous run's folder (no run.json); --overwrite replaces only "
+                           "those, so move or empty it yourself")
+
+
+def settings(args, cfg) -> dict:
+    """The sampling settings: each flag, else the model config's default. Raises RunError naming the flag."""
+    s = {"frames": args.frames if args.frames is not None else cfg.unet.num_frames}
+    for flag, field in SAMPLING_FLAGS.items():
+        value = getattr(args, flag)
+        s[flag] = value if value is not None else getattr(cfg.sampling, field)
+
+    def bad(flag, expected):
+        given = "" if getattr(args, flag) is not None else f" (the default of {cfg.name})"
+        return RunError(f"--{flag.replace('_', '-')} {s[flag]}{given}: expected {expected}")
+    for flag in ("height", "width"):
+        if s[flag] < 64 or s[flag] % 64:
+            raise bad(flag, "a positive multiple of 64 (the U-Net halves the 1/8-size latent three times)")
+    for flag in ("frames", "steps", "decode_chunk"):
+        if s[flag] < 1:
+            raise bad(flag, "at least 1")
+    if s["fps"] <= 0:
+        raise bad("fps", "a positive number of frames per second")
+    if s["noise_aug"] < 0:
+        raise bad("noise_aug", "a noise strength >= 0")
+    if not 0 <= args.seed < 2**63:
+        raise RunError(f"--seed {args.seed}: expected an integer in [0, 2**63)")
+    return s
+
+
+def pick_device(name: str, dtype):
+    """(torch.device, dtype name): 'auto' = cuda if available; dtype default fp16 on cuda, fp32 elsewhere."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise RunError(f"--device {name}: not a device ({e}); expected auto, cpu, cuda or cuda:N") from e
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RunError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RunError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    return device, dtype or ("fp16" if device.type == "cuda" else "fp32")
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Rename the finished folder tmp to out, replacing an existing out (check_out allowed it)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+# ---------------------------------------------------------------- SG-I2V trajectory control
+def guidance_settings(args, unet_cfg, trajectory_path):
+    """SGI2VConfig from the guidance flags, or None without a trajectory. Raises RunError naming the flag."""
+    if trajectory_path is None:
+        return None
+    checks = [("iterations", args.iterations >= 0, "an integer >= 0"), ("lr", args.lr > 0, "a learning rate > 0"),
+              ("gamma", args.gamma is None or args.gamma >= 0, "a cut-off >= 0, or none (no restore)"),
+              ("butterworth_order", args.butterworth_order > 0, "a filter order > 0")]
+    for flag, ok, expected in checks:
+        if not ok:
+            raise RunError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: expected {expected}")
+    for layer in args.layers:
+        try:
+            check_layer(unet_cfg, layer)
+        except ValueError as e:
+            raise RunError(f"--layers {format_layers(args.layers)}: {e}") from e
+    return SGI2VConfig(layers=args.layers, feature_source=args.feature_source, window=args.window,
+                       iterations=args.iterations, lr=args.lr, cutoff=args.gamma, order=args.butterworth_order,
+                       weighting=args.weighting, baseline=None if args.baseline == "none" else args.baseline)
+
+
+def read_trajectory(path: Path, image_size, s):
+    """Trajectories from a .npy / .json file in pixels of the input image (guidance/trajectory.py),
+    rescaled to pixels of the video. Raises RunError naming the problem."""
+    if not path.is_file():
+        raise RunError(f"--trajectory {path}: no such file")
+    try:
+        traj = load_trajectories(path, image_size=image_size, num_frames=s["frames"])
+    except TrajectoryError as e:                                       # the message starts with the file
+        raise RunError(f"--trajectory {e}") from e
+    return rescale(traj, (s["width"], s["height"]))
+
+
+def guidance_record(cfg: SGI2VConfig, trajectory_path: Path, num_steps: int, losses: dict) -> dict:
+    """The run.json entry: method, every setting, the optimised steps and the loss of each iteration."""
+    return {"method": "SG-I2V" if cfg.baseline is None else f"{cfg.baseline} baseline",
+            "settings": asdict(cfg), "trajectory": str(trajectory_path),
+            "optimised_steps": optimised_steps(num_steps, cfg.window) if cfg.baseline is None else [],
+            "loss_per_step": {str(i): losses[i] for i in sorted(losses)}}
+
+
+class Progress:
+    """The denoising progress bar (tqdm); shows the trajectory loss of the last optimised step as a postfix."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.bar = quiet, None
+
+    def __call__(self, steps):
+        self.bar = tqdm(steps, desc="denoising", unit="step", disable=self.quiet)
+        return self.bar
+
+    def show_loss(self, step: int, losses: list) -> None:
+        if self.bar is not None and losses:
+            self.bar.set_postfix(loss=f"{losses[0]:.4g}->{losses[-1]:.4g}", refresh=True)
+
+
+def parse_layers(text: str) -> tuple:
+    """'2.1,2.2' -> ((2, 1), (2, 2)): (up block, transformer) pairs."""
+    try:
+        layers = tuple(tuple(int(n) for n in item.split(".")) for item in text.split(","))
+    except ValueError:
+        layers = ()
+    if not layers or any(len(layer) != 2 for layer in layers):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated BLOCK.TRANSFORMER pairs, e.g. 2.1,2.2")
+    return layers
+
+
+def format_layers(layers) -> str:
+    return ",".join(f"{l}.{s}" for l, s in layers)
+
+
+def parse_window(text: str) -> tuple:
+    """'0.1,0.4' -> (0.1, 0.4), fractions of the denoising steps with 0 <= start <= end <= 1."""
+    try:
+        start, end = (float(v) for v in text.split(","))
+    except ValueError:
+        start, end = 1.0, 0.0
+    if not 0 <= start <= end <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected START,END with 0 <= START <= END <= 1, e.g. 0.1,0.4")
+    return start, end
+
+
+def parse_gamma(text: str):
+    """'none' -> None (no high-frequency restore), else a float."""
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number or 'none'") from None
+
+
+# ---------------------------------------------------------------- the record
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def device_description(device: torch.device) -> dict:
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        return {"type": "cuda", "name": p.name, "memory_gib": round(p.total_memory / 2**30, 1),
+                "cuda": torch.version.cuda}
+    return {"type": device.type, "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+
+
+def versions() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "av": av.__version__, "pillow": PIL.__version__, "platform": platform.platform()}
+
+
+# ---------------------------------------------------------------- command line
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = "default: the model config's ({})"
+    p.add_argument("--weights", default=None,
+                   help="SVD weights: a diffusers folder, an svd(_xt).safetensors file or a folder holding one, "
+                        "or 'hf' to search the Hugging Face cache (default: the shipped tiny model "
+                        "weights/tiny/sgi2v-tiny/; the cache is searched only with 'hf' or a cache path)")
+    p.add_argument("--model", choices=["svd", "svd_xt"], default=None,
+                   help="which official model to look for in --weights / the cache (default: either, svd first)")
+    p.add_argument("--image", default=None,
+                   help="input image, any format PIL reads (default: the bundled example examples/<name>.png)")
+    p.add_argument("--out", default=None,
+                   help="output folder for video.mp4, frames/ and run.json (default: outputs/<image name>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it holds a previous run (never done without this flag)")
+    p.add_argument("--seed", type=int, default=817, help="random seed (default: 817, the SG-I2V reference's)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="number of frames (default: the frames the model was trained for: 14, 25, or 8 for tiny)")
+    p.add_argument("--steps", type=int, default=None, help="Euler denoising steps; " + default.format("50 for SVD"))
+    p.add_argument("--height", type=int, default=None,
+                   help="video height in pixels, a multiple of 64; " + default.format("576 for SVD"))
+    p.add_argument("--width", type=int, default=None,
+                   help="video width in pixels, a multiple of 64; " + default.format("1024 for SVD"))
+    p.add_argument("--fps", type=int, default=None,
+                   help="frames per second: the conditioning id (fps - 1) and the mp4's rate; "
+                        + default.format("7 for SVD"))
+    p.add_argument("--motion-bucket", type=int, default=None,
+                   help="SVD motion bucket id, more motion when higher; " + default.format("127 for SVD"))
+    p.add_argument("--noise-aug", type=float, default=None,
+                   help="noise added to the conditioning image; " + default.format("0.02 for SVD"))
+    p.add_argument("--min-guidance", type=float, default=None,
+                   help="classifier-free guidance scale of the first frame; " + default.format("1.0 for SVD"))
+    p.add_argument("--max-guidance", type=float, default=None,
+                   help="guidance scale of the last frame (linear in between); " + default.format("3.0 for SVD"))
+    p.add_argument("--decode-chunk", type=int, default=None,
+                   help="frames the VAE decodes at once (less memory when smaller; changes the result); "
+                        + default.format("8 for SVD"))
+    p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                   help="network dtype (default: fp16 on cuda, fp32 on cpu); the VAE encodes in fp32 regardless")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+
+    d = SGI2VConfig()                                                  # the paper's defaults
+    g = p.add_argument_group("SG-I2V trajectory control (guidance/sg_i2v.py; used with --trajectory)")
+    g.add_argument("--trajectory", default=None,
+                   help="box trajectories: the reference's traj.npy (B, 2 + F, 2) or a .json file (format in "
+                        "guidance/trajectory.py), pixels of the input image; turns SG-I2V on (default: the "
+                        "bundled example's trajectory when no --image is given, else off)")
+    g.add_argument("--no-trajectory", action="store_true",
+                   help="plain SVD: ignore the bundled example's trajectory (no control)")
+    g.add_argument("--feature-source", choices=SOURCES, default=d.feature_source,
+                   help="features of the loss: aligned (first-frame keys/values, the method), or an ablation / "
+                        "baseline: self_attention, temporal_attention, upblock_output (DragDiffusion-style), "
+                        f"upblock_output_minus_mean (MOFT-style) (default: {d.feature_source})")
+    g.add_argument("--layers", type=parse_layers, default=d.layers,
+                   help="U-Net layers as UPBLOCK.TRANSFORMER pairs, 0-based diffusers indexing "
+                        f"(default: {format_layers(d.layers)}, the middle stage's last two: M2, M3)")
+    g.add_argument("--window", type=parse_window, default=d.window,
+                   help="optimise denoising step i when START <= i / steps <= END (default: "
+                        f"{d.window[0]},{d.window[1]}: steps 5..20 of 50, the paper's t = 45..30)")
+    g.add_argument("--iterations", type=int, default=d.iterations,
+                   help=f"AdamW iterations per optimised step (default: {d.iterations})")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate on the latent (default: {d.lr})")
+    g.add_argument("--gamma", type=parse_gamma, default=d.cutoff,
+                   help="cut-off of the low-pass that keeps the optimised latent's low frequencies and restores "
+                        f"the high ones (Eq. 2); 'none' = no restore (default: {d.cutoff})")
+    g.add_argument("--butterworth-order", type=int, default=d.order,
+                   help=f"order of that Butterworth low-pass (default: {d.order})")
+    g.add_argument("--weighting", choices=sorted(HEATMAPS), default=d.weighting,
+                   help=f"loss weights inside a box (default: {d.weighting})")
+    g.add_argument("--baseline", choices=["none", "freetraj"], default="none",
+                   help="none: SG-I2V; freetraj: only copy the first frame's initial noise along the boxes, no "
+                        "optimisation (the paper's FreeTraj-style baseline) (default: none)")
+    return p
+
+
+def cli(argv=None) -> int:
+    """Parse argv, run main; a user error is one 'run.py: error: ...' message on stderr and exit status 2."""
+    args = parser().parse_args(argv)
+    try:
+        main(args)
+    except (RunError, WeightsError) as e:
+        print(f"run.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

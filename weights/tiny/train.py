@@ -176,10 +176,14 @@ def sprite_mask(scenes, video):
 
 # ----------------------------------------------------------------------------- losses
 
-def vae_loss(vae, video, mask, kl_weight=1e-6):
+def vae_loss(vae, video, mask, kl_weight=1e-6, decoder_only=False):
+    """Sprite-weighted L1 + L2 reconstruction of clips through the temporal decoder, + tiny KL.
+    decoder_only: the encoder is frozen (no gradient), so its latent space, and the U-Net trained on it,
+    stay valid while the decoder improves."""
     n, f = video.shape[:2]
     x = video.flatten(0, 1)                                                       # (N*F, 3, H, W)
-    moments = vae.quant_conv(vae.encoder(x))
+    with torch.set_grad_enabled(not decoder_only):
+        moments = vae.quant_conv(vae.encoder(x))
     mean, logvar = moments.chunk(2, dim=1)
     logvar = logvar.clamp(-30, 20)
     z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
@@ -280,6 +284,14 @@ class TrainStep:
             self.loss = self._step(self.static)
 
 
+@torch.no_grad()
+def latent_scaling_factor(cfg, vae_weights, video):
+    """1 / std of the VAE encoder's latents on fresh scenes, as Stable Diffusion chose its 0.18215."""
+    vae = VAE(cfg.vae).to(video.device)
+    vae.load_state_dict(vae_weights)
+    return float(1.0 / vae.encode(video.flatten(0, 1)).float().std())
+
+
 # ----------------------------------------------------------------------------- main loops
 
 WARMUP = 300
@@ -310,8 +322,12 @@ def train(args):
     deadline = time.time() + args.minutes * 60
     stream = SceneStream(wcfg, args.batch, meta["next_seed"], args.dmax, device, args.workers)
     try:
-        if args.stage == "vae":
-            step_fn = vae_loss
+        if args.stage in ("vae", "decoder"):
+            decoder_only = args.stage == "decoder"
+            if decoder_only:
+                assert meta["scaling_factor"], "train the whole VAE first (--stage vae)"
+                vae.module.encoder.requires_grad_(False), vae.module.quant_conv.requires_grad_(False)
+            meta.setdefault("decoder_steps", 0)
             t0, k0 = time.time(), meta["vae_steps"]
             while time.time() < deadline and (args.max_steps is None or meta["vae_steps"] - k0 < args.max_steps):
                 scenes, video = stream.next()
@@ -320,24 +336,20 @@ def train(args):
                 for group in vae.opt.param_groups:
                     group["lr"] = lr_at(meta["vae_steps"], args.lr_vae)
                 with amp:
-                    loss, rec = step_fn(vae.module, video, mask)
+                    loss, rec = vae_loss(vae.module, video, mask, decoder_only=decoder_only)
                 vae.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(vae.module.parameters(), 1.0)
                 vae.opt.step()
                 vae.update_ema()
                 meta["vae_steps"] += 1
+                meta["decoder_steps"] += decoder_only
                 if meta["vae_steps"] % args.log_every == 0:
                     rate = (meta["vae_steps"] - k0) / (time.time() - t0)
                     meta["log"].append({"stage": "vae", "step": meta["vae_steps"], "loss": rec.item(), "steps_per_s": rate})
                     print(f"vae step {meta['vae_steps']} rec {rec.item():.4f} {rate:.1f} it/s", flush=True)
-            # latent scaling factor: 1 / std of the EMA encoder's latents on fresh scenes
-            with torch.no_grad():
-                ema_vae = VAE(cfg.vae).to(device)
-                ema_vae.load_state_dict(vae.ema)
-                _, video = stream.next()
-                lat = ema_vae.encode(video.flatten(0, 1))
-                meta["scaling_factor"] = float(1.0 / lat.float().std())
+            if not decoder_only:                                # the encoder changed: new scaling factor
+                meta["scaling_factor"] = latent_scaling_factor(cfg, vae.ema, stream.next()[1])
             print(f"scaling factor {meta['scaling_factor']:.5f}")
             vae.save(state_dir, model_dir)
         else:
@@ -376,7 +388,9 @@ def train(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage", choices=["vae", "unet"], default="unet", help="what to train")
+    p.add_argument("--stage", choices=["vae", "decoder", "unet"], default="unet",
+                   help="vae: the whole VAE (sets the latent scaling factor); decoder: the VAE decoder only, "
+                        "encoder frozen (keeps the U-Net's latent space); unet: the U-Net and CLIP")
     p.add_argument("--minutes", type=float, default=8.5, help="wall-clock budget of this call")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
     p.add_argument("--state", default=str(HERE / "train_state"), help="resumable state folder")

@@ -91,3 +91,28 @@ def test_clip_matches_transformers():
     p = torch.randn(3, 3, cfg.image_size, cfg.image_size)
     with torch.no_grad():
         assert_close(ours(p), ref(pixel_values=p).image_embeds)
+
+
+def test_attention_splits_batches_beyond_the_kernel_limit(monkeypatch):
+    """Fused attention kernels reject grids of more than 65,535 sequences; ours splits the batch. With the
+    limit lowered to 7, every attention call of the U-Net (temporal: B*h*w = 128 sequences) is split and
+    the output must not change."""
+    import model.attention as attention
+    cfg = tiny().unet
+    unet = UNet(cfg).eval()
+    unet.load_state_dict(random_state_dict(unet, 6))
+    x, ctx = torch.randn(2, 3, 8, 8, 8), torch.randn(2, 1, cfg.cross_attention_dim)
+    t, ids = torch.tensor(0.5), torch.tensor([[6.0, 127.0, 0.02]] * 2)
+    calls = []
+    real_sdpa = attention.F.scaled_dot_product_attention
+
+    def counting_sdpa(q, k, v):
+        calls.append(q.shape[0])
+        return real_sdpa(q, k, v)
+    with torch.no_grad():
+        whole = unet(x, t, ctx, ids)
+        monkeypatch.setattr(attention, "MAX_SEQUENCES_PER_CALL", 7)
+        monkeypatch.setattr(attention.F, "scaled_dot_product_attention", counting_sdpa)
+        split = unet(x, t, ctx, ids)
+    assert max(calls) <= 7 and len(calls) > 100
+    assert torch.allclose(split, whole, atol=1e-6 * whole.abs().max().item(), rtol=0)

@@ -320,7 +320,8 @@ def train(args):
     vae = Trainee("vae", VAE(cfg.vae), args.lr_vae, 0.999, device)
     vae.load(state_dir, model_dir)
     deadline = time.time() + args.minutes * 60
-    stream = SceneStream(wcfg, args.batch, meta["next_seed"], args.dmax, device, args.workers)
+    scenes_per_draw = args.batch * (args.prep_chunk if args.stage == "unet" else 1)
+    stream = SceneStream(wcfg, scenes_per_draw, meta["next_seed"], args.dmax, device, args.workers)
     try:
         if args.stage in ("vae", "decoder"):
             decoder_only = args.stage == "decoder"
@@ -363,14 +364,18 @@ def train(args):
                 raise SystemExit(f"--cuda-graph needs a constant learning rate: run {WARMUP} eager steps first")
             step = TrainStep(unet, clip, torch.bfloat16 if device.type == "cuda" else None, args.cuda_graph)
             t0, k0 = time.time(), meta["unet_steps"]
+            ready = []                                          # prepared batches, args.prep_chunk at a time
             while time.time() < deadline and (args.max_steps is None or meta["unet_steps"] - k0 < args.max_steps):
-                scenes, video = stream.next()
+                if not ready:
+                    scenes, video = stream.next()
+                    with amp:
+                        chunk = prepare_unet_batch(frozen, scenes, video, meta["scaling_factor"])
+                    ready = [{k: v[i * args.batch:(i + 1) * args.batch] for k, v in chunk.items()}
+                             for i in range(args.prep_chunk)]
                 for trainee in (unet, clip):
                     for group in trainee.opt.param_groups:
                         group["lr"] = lr_at(meta["unet_steps"], args.lr)
-                with amp:
-                    batch = prepare_unet_batch(frozen, scenes, video, meta["scaling_factor"])
-                loss = step(batch)
+                loss = step(ready.pop(0))
                 meta["unet_steps"] += 1
                 if meta["unet_steps"] % args.log_every == 0:
                     rate = (meta["unet_steps"] - k0) / (time.time() - t0)
@@ -395,6 +400,9 @@ def main():
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
     p.add_argument("--state", default=str(HERE / "train_state"), help="resumable state folder")
     p.add_argument("--batch", type=int, default=32, help="scenes per U-Net step")
+    p.add_argument("--prep-chunk", type=int, default=4,
+                   help="U-Net stage: render and encode this many batches at once (the eager data preparation "
+                        "is launch-bound, so larger chunks cost fewer launches per step)")
     p.add_argument("--vae-batch", type=int, default=16, help="clips per VAE step")
     p.add_argument("--lr", type=float, default=2e-4, help="U-Net and CLIP learning rate")
     p.add_argument("--lr-vae", type=float, default=4e-4, help="VAE learning rate")

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.layers import TimestepEmbedding, timestep_sinusoid, AlphaBlender
+from model.layers import AlphaBlender, TimestepEmbedding, checkpointed, timestep_sinusoid
 
 # Fused attention kernels launch one CUDA block row per sequence; grids above 65,535 rows fail
 # ("invalid argument"), so larger batches of sequences are split.
@@ -72,9 +72,10 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: int = 4):
         super().__init__()
         self.net = nn.ModuleList([GEGLU(dim, dim * mult), nn.Identity(), nn.Linear(dim * mult, dim)])
+        self.checkpoint = False
 
     def forward(self, x):
-        return self.net[2](self.net[0](x))
+        return checkpointed(self, lambda t: self.net[2](self.net[0](t)), x)
 
 
 class BasicTransformerBlock(nn.Module):
@@ -85,8 +86,12 @@ class BasicTransformerBlock(nn.Module):
         self.norm1, self.attn1 = nn.LayerNorm(dim), Attention(dim, heads)
         self.norm2, self.attn2 = nn.LayerNorm(dim), Attention(dim, heads, context_dim)
         self.norm3, self.ff = nn.LayerNorm(dim), FeedForward(dim)
+        self.checkpoint = False
 
-    def forward(self, x, context, capture=None):                   # x (B*T, h*w, C), context (B*T, 1, Cc)
+    def forward(self, x, context, capture=None):
+        return checkpointed(self, self._forward, x, context, capture)
+
+    def _forward(self, x, context, capture=None):                  # x (B*T, h*w, C), context (B*T, 1, Cc)
         x = x + self.attn1(self.norm1(x), capture=capture)
         x = x + self.attn2(self.norm2(x), context, capture=capture)
         return x + self.ff(self.norm3(x))
@@ -101,8 +106,12 @@ class TemporalBasicTransformerBlock(nn.Module):
         self.norm1, self.attn1 = nn.LayerNorm(dim), Attention(dim, heads)
         self.norm2, self.attn2 = nn.LayerNorm(dim), Attention(dim, heads, context_dim)
         self.norm3, self.ff = nn.LayerNorm(dim), FeedForward(dim)
+        self.checkpoint = False
 
-    def forward(self, x, num_frames, context, capture=None):       # x (B*T, L, C), context (B*L, 1, Cc)
+    def forward(self, x, num_frames, context, capture=None):
+        return checkpointed(self, self._forward, x, num_frames, context, capture)
+
+    def _forward(self, x, num_frames, context, capture=None):      # x (B*T, L, C), context (B*L, 1, Cc)
         bt, length, c = x.shape
         b = bt // num_frames
         x = x.reshape(b, num_frames, length, c).permute(0, 2, 1, 3).reshape(b * length, num_frames, c)  # (B*L, T, C)

@@ -7,6 +7,17 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
+
+
+def checkpointed(module: nn.Module, fn, *args):
+    """fn(*args); with `module.checkpoint` set and gradients on (SG-I2V's latent optimisation), its
+    activations are not kept for the backward pass but recomputed there (torch.utils.checkpoint):
+    the same gradient for less memory and one more forward of this piece. UNet.set_checkpointing
+    sets the flags."""
+    if module.checkpoint and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
 
 
 def timestep_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -98,8 +109,12 @@ class SpatioTemporalResBlock(nn.Module):
         self.spatial_res_block = ResnetBlock2D(in_ch, out_ch, temb_ch, eps)
         self.temporal_res_block = TemporalResnetBlock(out_ch, temb_ch, temporal_eps if temporal_eps else eps)
         self.time_mixer = AlphaBlender(mix_init, spatial_weight_is_alpha)
+        self.checkpoint = False
 
-    def forward(self, x, temb, num_frames: int):                   # x (B*T, C, H, W), temb (B*T, E) or None
+    def forward(self, x, temb, num_frames: int):
+        return checkpointed(self, self._forward, x, temb, num_frames)
+
+    def _forward(self, x, temb, num_frames: int):                  # x (B*T, C, H, W), temb (B*T, E) or None
         x = self.spatial_res_block(x, temb)
         bt, c, h, w = x.shape
         x_s = x.reshape(bt // num_frames, num_frames, c, h, w).permute(0, 2, 1, 3, 4)  # (B, C, T, H, W)

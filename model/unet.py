@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.attention import TransformerSpatioTemporalModel
+from model.attention import FeedForward, TransformerSpatioTemporalModel
 from model.config import UNetConfig
 from model.layers import Downsample2D, SpatioTemporalResBlock, TimestepEmbedding, Upsample2D, timestep_sinusoid
 
@@ -113,6 +113,24 @@ class UNet(nn.Module):
         for name, module in self.named_modules():                # addresses for capture / stop_after
             if hasattr(module, "address"):
                 module.address = name
+
+    CHECKPOINTING = ("none", "ff", "blocks")
+
+    def set_checkpointing(self, mode: str = "none"):
+        """What a forward pass with gradients on (SG-I2V's latent optimisation) recomputes in the
+        backward pass instead of storing (model.layers.checkpointed); the gradient is the same.
+          none    store everything (fastest, most memory);
+          ff      the feed-forward layers: their 4x- and 8x-wide GEGLU activations are most of the
+                  stored memory, their recompute one extra input projection per layer;
+          blocks  every resnet and every spatial and temporal transformer block: least memory, about
+                  one more forward pass of compute."""
+        if mode not in self.CHECKPOINTING:
+            raise ValueError(f"checkpointing {mode!r}: expected one of {self.CHECKPOINTING}")
+        for m in self.modules():
+            if hasattr(m, "checkpoint"):
+                block = not isinstance(m, FeedForward)
+                m.checkpoint = (mode == "blocks") if block else (mode == "ff")
+        return self
 
     def embed(self, timestep, added_time_ids, batch: int, dtype):
         """Noise-level embedding + embedding of [fps - 1, motion bucket, noise aug]: (B, 4*C0)."""

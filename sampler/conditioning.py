@@ -171,14 +171,17 @@ def to_uint8(frames):
 def generate(unet, vae, clip, pil_image, num_frames, height, width, num_steps, fps=7, motion_bucket_id=127,
              noise_aug_strength=0.02, min_guidance=1.0, max_guidance=3.0, decode_chunk_size=None,
              generator=None, dtype=torch.float32, device="cpu", on_step=None, progress=None,
-             scaling_factor=VAE_SCALING_FACTOR, make_on_step=None):
+             scaling_factor=VAE_SCALING_FACTOR, make_on_step=None, offload=False):
     """Image -> video with SVD, step by step as diffusers' StableVideoDiffusionPipeline
     (random draws in the same order and shapes). Returns uint8 frames (T, H, W, 3).
     `dtype` is the models' dtype (embeddings, latents, time ids); on_step/progress go to sample_euler;
     `scaling_factor` is the VAE's (cfg.vae.scaling_factor: 0.18215 for SVD, its own for sgi2v-tiny).
     `make_on_step(c, sigmas) -> on_step`, instead of on_step, builds the hook once the Conditioning c and
     the schedule exist (guidance that runs the U-Net's conditional branch, e.g. guidance/sg_i2v.py).
-    Gradients are off except inside on_step (which may enable them for latent optimisation)."""
+    Gradients are off except inside on_step (which may enable them for latent optimisation).
+    offload: each network on `device` only while it works (CLIP and the VAE on the CPU during sampling,
+    the U-Net on the CPU during decoding), for GPUs with little memory; they stay where they were last
+    moved (CLIP and the U-Net on the CPU)."""
     device, pil_image = torch.device(device), pil_image.convert("RGB")
     # 1. CLIP embedding of the clean, full-size image (prepared on the CPU); [uncond = zeros, cond]
     with torch.no_grad():
@@ -193,6 +196,8 @@ def generate(unet, vae, clip, pil_image, num_frames, height, width, num_steps, f
     image_latents = torch.cat([torch.zeros_like(image_latents), image_latents])
     image_latents = image_latents[:, None].repeat(1, num_frames, 1, 1, 1)          # (2, T, 4, h, w)
 
+    if offload:
+        clip.to("cpu"), vae.to("cpu"), unet.to(device)
     time_ids = added_time_ids(fps, motion_bucket_id, noise_aug_strength, 2, dtype).to(device)   # (2, 3)
     c = Conditioning(embeds, image_latents, time_ids)
 
@@ -210,6 +215,8 @@ def generate(unet, vae, clip, pil_image, num_frames, height, width, num_steps, f
     x = sample_euler(cfg_denoiser(unet, c, scales), x, sigmas, on_step=on_step, progress=progress)
 
     # 5. decode
+    if offload:
+        unet.to("cpu"), vae.to(device)
     with torch.no_grad():
         frames = decode_latents(vae, x.detach(), decode_chunk_size, scaling_factor)  # (1, T, 3, H, W)
     return to_uint8(frames[0])

@@ -23,6 +23,7 @@ Training scenes use seeds >= TRAIN_SEED_BASE; seeds below HELD_OUT_SEEDS are nev
 """
 import argparse
 import json
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -140,7 +141,10 @@ class SceneStream:
 
     def __init__(self, wcfg, batch, first_seed, dmax, device, workers=8):
         self.wcfg, self.batch, self.next_seed, self.dmax, self.device = wcfg, batch, first_seed, dmax, device
-        self.pool = ProcessPoolExecutor(workers) if workers > 0 else None
+        # spawned, single-threaded workers: a forked child of a process whose OpenMP pool is running
+        # deadlocks in its first parallel op (seen with 256-scene draws, where argsort goes parallel)
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=torch.set_num_threads, initargs=(1,)) if workers > 0 else None
         self.queue = [self._submit() for _ in range(2 * max(workers, 1))]
 
     def _submit(self):

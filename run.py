@@ -38,6 +38,7 @@ from guidance.features import SOURCES
 from guidance.loss import HEATMAPS
 from guidance.sg_i2v import SGI2VConfig, make_step_hook, optimised_steps
 from guidance.trajectory import TrajectoryError, latent_boxes, load_trajectories, rescale
+from model.unet import UNet
 from sampler.conditioning import generate
 from sampler.video import write_mp4, write_pngs
 from weights import WeightsError, find_svd
@@ -48,6 +49,11 @@ SAMPLING_FLAGS = {  # flag -> field of the model config's SamplingDefaults (mode
     "steps": "num_steps", "height": "height", "width": "width", "fps": "fps", "motion_bucket": "motion_bucket_id",
     "noise_aug": "noise_aug_strength", "min_guidance": "min_guidance", "max_guidance": "max_guidance",
     "decode_chunk": "decode_chunk_size"}
+
+
+# The cheapest checkpointing mode whose peak memory stays under 18 GiB for SVD's default run with
+# SG-I2V (576x1024, 14 frames) on CUDA, measured by bench/perf.py (README, "Speed and memory").
+CUDA_CHECKPOINTING = "transformers"
 
 
 class RunError(Exception):
@@ -77,7 +83,7 @@ def main(args) -> Path:
     # 3. Settings: flags, else the model config's sampling defaults; device and dtype; all validated
     s = settings(args, files.cfg)
     device, dtype = pick_device(args.device, args.dtype)
-    guidance = guidance_settings(args, files.cfg.unet, trajectory_path)   # None: plain SVD (no trajectory)
+    guidance = guidance_settings(args, files.cfg, trajectory_path)        # None: plain SVD (no trajectory)
     traj = read_trajectory(trajectory_path, image.size, s) if guidance else None    # pixels of the video
     boxes = latent_boxes(traj) if guidance else None                 # (B, F, 4) latent cells; 8 px per cell
 
@@ -85,6 +91,9 @@ def main(args) -> Path:
     t = time.perf_counter()
     svd = files.load(device, DTYPES[dtype])
     timings["load_weights"] = time.perf_counter() - t
+    speed = speed_settings(args, device)
+    svd.unet.set_checkpointing(speed["checkpointing"])
+    sampling_unet = torch.compile(svd.unet) if args.compile else svd.unet   # same weights; hook stays eager
 
     # 5. Generate. With --trajectory, SG-I2V's step hook (guidance/sg_i2v.py) runs before each denoising
     #    step and optimises the latent inside its window; generate builds it once the conditioning exists.
@@ -94,12 +103,13 @@ def main(args) -> Path:
         return make_step_hook(guidance, svd.unet, conditioning, boxes, len(sigmas) - 1, losses=losses,
                               on_loss=progress.show_loss)
     t = time.perf_counter()
-    frames = generate(svd.unet, svd.vae, svd.clip, image, s["frames"], s["height"], s["width"], s["steps"],
+    frames = generate(sampling_unet, svd.vae, svd.clip, image, s["frames"], s["height"], s["width"], s["steps"],
                       fps=s["fps"], motion_bucket_id=s["motion_bucket"], noise_aug_strength=s["noise_aug"],
                       min_guidance=s["min_guidance"], max_guidance=s["max_guidance"],
                       decode_chunk_size=s["decode_chunk"], generator=torch.Generator().manual_seed(args.seed),
                       dtype=svd.dtype, device=device, scaling_factor=svd.cfg.vae.scaling_factor,
-                      make_on_step=make_on_step if guidance else None, progress=progress)     # (T, H, W, 3)
+                      make_on_step=make_on_step if guidance else None, progress=progress,
+                      offload=speed["offload"])                                                  # (T, H, W, 3)
     timings["generate"] = time.perf_counter() - t
 
     # 6. Write video.mp4, frames/ and run.json into a temporary folder beside --out, then rename it
@@ -117,7 +127,7 @@ def main(args) -> Path:
         record = {
             "command": [Path(sys.argv[0]).name] + sys.argv[1:],
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "settings": dict(s, seed=args.seed, device=str(device), dtype=dtype, weights=args.weights,
+            "settings": dict(s, seed=args.seed, device=str(device), dtype=dtype, **speed, weights=args.weights,
                              model=args.model, image=str(image_path), out=str(out), overwrite=args.overwrite),
             "defaults_from": f"{files.cfg.name} ({files.config_source})",
             "guidance": guidance and guidance_record(guidance, trajectory_path, s["steps"], losses),  # None: plain
@@ -234,10 +244,31 @@ def publish(tmp: Path, out: Path) -> None:
 
 
 # ---------------------------------------------------------------- SG-I2V trajectory control
-def guidance_settings(args, unet_cfg, trajectory_path):
-    """SGI2VConfig from the guidance flags, or None without a trajectory. Raises RunError naming the flag."""
+def speed_settings(args, device) -> dict:
+    """Checkpointing mode, offloading and compilation: memory and speed only, the same computation."""
+    mode = args.checkpointing
+    if mode == "auto":
+        mode = "blocks" if args.low_vram else CUDA_CHECKPOINTING if device.type == "cuda" else "none"
+    return {"checkpointing": mode, "offload": args.low_vram, "compile": args.compile}
+
+
+MODEL_GUIDANCE_FLAGS = ("window", "iterations", "lr")   # flags whose default is the model config's, else the paper's
+
+
+def guidance_settings(args, model_cfg, trajectory_path):
+    """SGI2VConfig from the guidance flags, or None without a trajectory. Raises RunError naming the flag.
+    --window, --iterations and --lr default to the model config's `guidance` values, else the paper's."""
     if trajectory_path is None:
         return None
+    unet_cfg, paper = model_cfg.unet, SGI2VConfig()
+    unknown = set(model_cfg.guidance) - set(MODEL_GUIDANCE_FLAGS)
+    if unknown:
+        raise RunError(f"model config {model_cfg.name}: guidance fields {sorted(unknown)} are not supported; "
+                       f"expected some of {list(MODEL_GUIDANCE_FLAGS)}")
+    for flag in MODEL_GUIDANCE_FLAGS:
+        if getattr(args, flag) is None:
+            value = model_cfg.guidance.get(flag, getattr(paper, flag))
+            setattr(args, flag, tuple(value) if flag == "window" else value)
     checks = [("iterations", args.iterations >= 0, "an integer >= 0"), ("lr", args.lr > 0, "a learning rate > 0"),
               ("gamma", args.gamma is None or args.gamma >= 0, "a cut-off >= 0, or none (no restore)"),
               ("butterworth_order", args.butterworth_order > 0, "a filter order > 0")]
@@ -390,6 +421,19 @@ def parser() -> argparse.ArgumentParser:
                    help="network dtype (default: fp16 on cuda, fp32 on cpu); the VAE encodes in fp32 regardless")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
 
+    f = p.add_argument_group("speed and memory (README, 'Speed and memory'; none of these changes the result "
+                             "beyond rounding)")
+    f.add_argument("--checkpointing", choices=("auto",) + UNet.CHECKPOINTING, default="auto",
+                   help="what SG-I2V's optimisation recomputes in the backward pass instead of storing "
+                        f"(model/unet.py set_checkpointing); auto: {CUDA_CHECKPOINTING} on CUDA (fits 18 GiB at "
+                        "576x1024x14), blocks with --low-vram, none on the CPU")
+    f.add_argument("--low-vram", action="store_true",
+                   help="for 16 GB GPUs: checkpoint every block, and keep CLIP and the VAE off the GPU while the "
+                        "U-Net samples and the U-Net off it while the VAE decodes")
+    f.add_argument("--compile", action="store_true",
+                   help="torch.compile the U-Net for the denoising steps (the optimisation stays eager); the "
+                        "first run compiles for a minute or two")
+
     d = SGI2VConfig()                                                  # the paper's defaults
     g = p.add_argument_group("SG-I2V trajectory control (guidance/sg_i2v.py; used with --trajectory)")
     g.add_argument("--trajectory", default=None,
@@ -405,12 +449,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--layers", type=parse_layers, default=d.layers,
                    help="U-Net layers as UPBLOCK.TRANSFORMER pairs, 0-based diffusers indexing "
                         f"(default: {format_layers(d.layers)}, the middle stage's last two: M2, M3)")
-    g.add_argument("--window", type=parse_window, default=d.window,
-                   help="optimise denoising step i when START <= i / steps <= END (default: "
-                        f"{d.window[0]},{d.window[1]}: steps 5..20 of 50, the paper's t = 45..30)")
-    g.add_argument("--iterations", type=int, default=d.iterations,
-                   help=f"AdamW iterations per optimised step (default: {d.iterations})")
-    g.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate on the latent (default: {d.lr})")
+    model_default = "default: the model config's guidance value ({}), else the paper's {}"
+    g.add_argument("--window", type=parse_window, default=None,
+                   help="optimise denoising step i when START <= i / steps <= END; " + model_default.format(
+                       "none for SVD", f"{d.window[0]},{d.window[1]}: steps 5..20 of 50, the paper's t = 45..30"))
+    g.add_argument("--iterations", type=int, default=None,
+                   help="AdamW iterations per optimised step; " + model_default.format("10 for sgi2v-tiny", d.iterations))
+    g.add_argument("--lr", type=float, default=None,
+                   help="AdamW learning rate on the latent; " + model_default.format("3 for sgi2v-tiny", d.lr))
     g.add_argument("--gamma", type=parse_gamma, default=d.cutoff,
                    help="cut-off of the low-pass that keeps the optimised latent's low frequencies and restores "
                         f"the high ones (Eq. 2); 'none' = no restore (default: {d.cutoff})")

@@ -107,7 +107,7 @@ TINY = "lr_3+iters_10"
 ALL_VARIANTS = ("none", "sgi2v", "tiny", "freetraj",
                 "tiny+source_self_attention", "tiny+source_temporal_attention", "tiny+source_upblock_output",
                 "tiny+source_moft", "tiny+layers_2.0_2.1", "tiny+layers_1.1_1.2", "tiny+layers_3.1_3.2",
-                "tiny+gamma_none", "tiny+uniform",
+                "tiny+gamma_none", "tiny+gamma_1", "tiny+uniform",
                 "lr_1", "lr_3", "lr_10+iters_10", "tiny+window_0.0_0.4", "tiny+window_0.1_0.6", "tiny+window_0.2_0.5")
 
 
@@ -515,6 +515,15 @@ def main(argv=None):
     print(f"{len(tasks)} tasks from seeds {tasks[0].seed}..{tasks[-1].seed}: {kinds}, boxes {roles}, "
           f"{sum(len(t.sprites) for t in tasks)} scored sprites; {steps} steps", flush=True)
     summaries, per_task, videos = {}, {}, {}
+
+    def save():                                                        # after every variant: a cut-off run keeps its rows
+        record = {"command": "python -m bench.objmc_tiny " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+                  "model": svd.source, "device": args.device, "threads": torch.get_num_threads(),
+                  "platform": platform.platform(), "torch": torch.__version__, "steps": steps, "seed": args.seed,
+                  "motion_bucket": args.motion_bucket, "tasks": [t.describe() for t in tasks],
+                  "summary": summaries, "per_task": per_task}
+        with open(args.out, "w") as f:
+            json.dump(record, f, indent=1)
     for v in variants:
         cfg, rows, t0 = configs[v], [], time.perf_counter()
         for task in tasks:
@@ -533,18 +542,12 @@ def main(argv=None):
         print(f"{v:28s} ObjMC {s['objmc']:6.2f} px  found {s['found']:.3f}  PSNR0 {s['frame0_psnr']:.2f}  "
               f"colour {s['colour_error']:.3f}  bg {s['bg_change']:.2f} (truth {s['bg_change_truth']:.2f})  "
               f"{s['seconds']:.0f} s", flush=True)
+        if args.out:
+            save()
     print()
     print(f"ObjMC in px at 128x128 (pooled over {summaries[variants[0]]['points']} found sprite-frames); "
           f"the scenes' own motion is {summaries[variants[0]]['own_motion_objmc']:.2f} px from the targets")
     print(table(summaries))
-    if args.out:
-        record = {"command": "python -m bench.objmc_tiny " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
-                  "model": svd.source, "device": args.device, "threads": torch.get_num_threads(),
-                  "platform": platform.platform(), "torch": torch.__version__, "steps": steps, "seed": args.seed,
-                  "motion_bucket": args.motion_bucket, "tasks": [t.describe() for t in tasks],
-                  "summary": summaries, "per_task": per_task}
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=1)
     if args.strip:
         shown = [v for v in ("none", "sgi2v", "tiny") if v in variants] or variants[:2]
         image = strip(tasks, videos, shown, args.strip_scenes)

@@ -3,8 +3,8 @@ SG-I2V with 16 optimised steps x 5 iterations = 80), next to diffusers' StableVi
 without control, in the same process, with the same random full-size weights (a sampler's speed and
 memory do not depend on the weight values).
 
-For each run: wall time in total and per stage (CLIP, VAE encode, sampling = the denoising U-Net calls,
-optimisation = SG-I2V's step hook, VAE decode), peak allocated memory in total and per stage, the
+For each run: wall time in total and per stage (CLIP, VAE encode, optimisation = SG-I2V's step hook, VAE decode, and sampling = the rest:
+the denoising U-Net calls), peak allocated memory in total and per stage, the
 floating-point operations (counted once with torch.utils.flop_counter) and the TFLOP/s achieved, and
 the ratio to diffusers' plain time. Each configuration runs once untimed first (a 3-step generation
 that optimises at every step), so that kernel selection, autotuning and compilation are outside the
@@ -16,7 +16,7 @@ Runs ("--runs", comma-separated):
   sgi2v              our SG-I2V default run as `run.py` on CUDA does it (fp16 weights)
   sgi2v_bf16         the same in bf16 weights (no loss scaling)
   a run name may carry options after '+': cudnn / flash / efficient (the attention kernel),
-  channels_last, compile (torch.compile of the U-Net), ckpt_ff / ckpt_blocks (UNet.set_checkpointing),
+  channels_last, compile (torch.compile of the U-Net), ckpt_ff / ckpt_transformers / ckpt_blocks (UNet.set_checkpointing),
   offload (generate(offload=True)); e.g. sgi2v+ckpt_ff+compile; run.py --low-vram is +ckpt_blocks+offload
 --probe adds micro-benchmarks of one guided U-Net call (batch 2) and one optimisation iteration under
 each attention kernel and memory format, and a kernel-time profile of both.
@@ -59,27 +59,27 @@ def reset_peak(device):
         torch.cuda.reset_peak_memory_stats()
 
 
+def with_sampling(stages: dict, total: float) -> dict:
+    """Stage times plus sampling = the rest of the total (the denoising U-Net calls and the Euler steps)."""
+    return dict(stages, sampling=total - sum(stages.values()))
+
+
 class StageClock:
     """Wall time and peak allocated memory per stage, by wrapping the callables a run goes through.
     Each wrapped call synchronises before and after, so GPU time lands in the right stage."""
 
     def __init__(self, device):
-        self.device, self.seconds, self.peak_gib, self.inside = device, defaultdict(float), defaultdict(float), []
+        self.device, self.seconds, self.peak_gib = device, defaultdict(float), defaultdict(float)
 
     def wrap(self, fn, stage):
         def timed(*args, **kwargs):
-            if self.inside:                                   # nested (U-Net inside the optimisation)
-                return fn(*args, **kwargs)
             sync(self.device)
             before = torch.cuda.memory_allocated() / GiB if self.device.type == "cuda" else 0.0
+            self.peak_gib["sampling"] = max(self.peak_gib["sampling"], peak(self.device))   # since the last stage
             reset_peak(self.device)
-            self.inside.append(stage)
             t0 = time.perf_counter()
-            try:
-                out = fn(*args, **kwargs)
-                sync(self.device)
-            finally:
-                self.inside.pop()
+            out = fn(*args, **kwargs)
+            sync(self.device)
             self.seconds[stage] += time.perf_counter() - t0
             self.peak_gib[stage] = max(self.peak_gib[stage], peak(self.device), before)
             return out
@@ -115,7 +115,8 @@ def set_memory_format(module, channels_last: bool):
 
 def parse_run(text):
     name, *opts = text.split("+")
-    known = {"cudnn", "flash", "efficient", "math", "channels_last", "compile", "ckpt_ff", "ckpt_blocks", "offload"}
+    known = {"cudnn", "flash", "efficient", "math", "channels_last", "compile", "offload",
+             "ckpt_ff", "ckpt_transformers", "ckpt_blocks"}
     bad = [o for o in opts if o not in known]
     if name not in ("diffusers", "plain", "sgi2v", "sgi2v_bf16") or bad:
         raise SystemExit(f"--runs {text}: unknown run or option {bad or name}")
@@ -176,7 +177,6 @@ def run_diffusers(models, image, size, steps, device, dtype):
     pipe.image_encoder.forward = clock.wrap(pipe.image_encoder.forward, "clip")
     pipe.vae.encode = clock.wrap(pipe.vae.encode, "vae_encode")
     pipe.vae.decode = clock.wrap(pipe.vae.decode, "vae_decode")
-    pipe.unet.forward = clock.wrap(pipe.unet.forward, "sampling")
 
     def once(n, clock_on):
         clock.seconds.clear(), clock.peak_gib.clear()
@@ -185,13 +185,15 @@ def run_diffusers(models, image, size, steps, device, dtype):
         frames = pipe(image, height=h, width=w, num_frames=t, num_inference_steps=n, decode_chunk_size=8,
                       generator=torch.Generator().manual_seed(0), output_type="np").frames[0]
         sync(device)
+        clock.peak_gib["sampling"] = max(clock.peak_gib["sampling"], peak(device))
         return time.perf_counter() - t0, frames
     warm, _ = once(3, False)
     total, frames = once(steps, True)
-    del pipe.image_encoder.forward, pipe.unet.forward, pipe.vae.encode, pipe.vae.decode
+    del pipe.image_encoder.forward, pipe.vae.encode, pipe.vae.decode
     pipe.to("cpu")
     models.ours_to(device)
-    return {"total_s": total, "warmup_s": warm, "stages_s": dict(clock.seconds), "stage_peak_gib": dict(clock.peak_gib),
+    return {"total_s": total, "warmup_s": warm, "stages_s": with_sampling(clock.seconds, total),
+            "stage_peak_gib": dict(clock.peak_gib),
             "peak_gib": max(clock.peak_gib.values())}, frames
 
 
@@ -201,12 +203,9 @@ def run_ours(models, image, size, steps, device, dtype, guided, opts, window=(0.
     models.ours_to(device, dtype)
     if "channels_last" in opts:
         set_memory_format(unet, True)
-    unet.set_checkpointing("ff" if "ckpt_ff" in opts else "blocks" if "ckpt_blocks" in opts else "none")
+    unet.set_checkpointing(next((o[5:] for o in opts if o.startswith("ckpt_")), "none"))
     clock = StageClock(device)
-    forward = unet.forward
-    if "compile" in opts:
-        unet.forward = torch.compile(forward)
-    unet.forward = clock.wrap(unet.forward, "sampling")
+    sampling_unet = torch.compile(unet) if "compile" in opts else unet     # as run.py --compile: hook stays eager
     clip.forward = clock.wrap(clip.forward, "clip")
     vae.encode = clock.wrap(vae.encode, "vae_encode")
     vae.decode = clock.wrap(vae.decode, "vae_decode")
@@ -224,21 +223,22 @@ def run_ours(models, image, size, steps, device, dtype, guided, opts, window=(0.
             torch.cuda.empty_cache()
         sync(device), reset_peak(device)
         t0 = time.perf_counter()
-        frames = generate(unet, vae, clip, image, t, h, w, n, decode_chunk_size=8, motion_bucket_id=127,
+        frames = generate(sampling_unet, vae, clip, image, t, h, w, n, decode_chunk_size=8, motion_bucket_id=127,
                           generator=torch.Generator().manual_seed(0), device=device, dtype=dtype,
                           make_on_step=make, offload="offload" in opts)
         sync(device)
+        clock.peak_gib["sampling"] = max(clock.peak_gib["sampling"], peak(device))
         return time.perf_counter() - t0, frames
     try:
         warm, _ = once(3, (0.0, 1.0))
         total, frames = once(steps, window)
     finally:
-        for m, attr in ((unet, "forward"), (clip, "forward"), (vae, "encode"), (vae, "decode")):
+        for m, attr in ((clip, "forward"), (vae, "encode"), (vae, "decode")):
             delattr(m, attr)
         set_memory_format(unet, False)
         unet.set_checkpointing("none")
         models.ours_to(device)
-    out = {"total_s": total, "warmup_s": warm, "stages_s": dict(clock.seconds),
+    out = {"total_s": total, "warmup_s": warm, "stages_s": with_sampling(clock.seconds, total),
            "stage_peak_gib": dict(clock.peak_gib), "peak_gib": max(clock.peak_gib.values())}
     if guided:
         out["optimised_steps"] = len(optimised_steps(steps, window))

@@ -71,6 +71,9 @@ class SVDConfig:
     vae: VAEConfig = field(default_factory=VAEConfig)
     clip: CLIPConfig = field(default_factory=CLIPConfig)
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+    # SG-I2V settings of this model that differ from the paper's (guidance/sg_i2v.py SGI2VConfig field ->
+    # value); empty for SVD, which uses the paper's. run.py's flags override them.
+    guidance: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +141,9 @@ def tiny_world() -> SVDConfig:
         # motion bucket 80 ~ the world's median scene speed (1.9 px/frame at 128 px); CFG to 2.5
         sampling=SamplingDefaults(height=128, width=128, num_steps=16, motion_bucket_id=80, max_guidance=2.5,
                                   decode_chunk_size=8),
+        # the paper's lr 0.21 x 5 iterations barely moves sprites here (16 steps, a 16x16 latent); the sweep
+        # of bench/objmc_tiny.py (README, "Trajectory control on the tiny world") picked these
+        guidance={"lr": 3.0, "iterations": 10},
     )
 
 

@@ -114,22 +114,26 @@ class UNet(nn.Module):
             if hasattr(module, "address"):
                 module.address = name
 
-    CHECKPOINTING = ("none", "ff", "blocks")
+    CHECKPOINTING = ("none", "ff", "transformers", "blocks")
 
     def set_checkpointing(self, mode: str = "none"):
         """What a forward pass with gradients on (SG-I2V's latent optimisation) recomputes in the
         backward pass instead of storing (model.layers.checkpointed); the gradient is the same.
           none    store everything (fastest, most memory);
-          ff      the feed-forward layers: their 4x- and 8x-wide GEGLU activations are most of the
-                  stored memory, their recompute one extra input projection per layer;
-          blocks  every resnet and every spatial and temporal transformer block: least memory, about
-                  one more forward pass of compute."""
+          ff            the feed-forward layers: their 4x- and 8x-wide GEGLU activations are most of
+                        the stored memory, their recompute one extra input projection per layer;
+          transformers  every spatial and temporal transformer block (attention + feed-forward);
+          blocks        those and every resnet: least memory, about one more forward pass of compute.
+        Measured at 576x1024x14 in bench/perf.py (README, "Speed and memory")."""
         if mode not in self.CHECKPOINTING:
             raise ValueError(f"checkpointing {mode!r}: expected one of {self.CHECKPOINTING}")
         for m in self.modules():
-            if hasattr(m, "checkpoint"):
-                block = not isinstance(m, FeedForward)
-                m.checkpoint = (mode == "blocks") if block else (mode == "ff")
+            if isinstance(m, FeedForward):
+                m.checkpoint = mode == "ff"
+            elif isinstance(m, SpatioTemporalResBlock):
+                m.checkpoint = mode == "blocks"
+            elif hasattr(m, "checkpoint"):                      # spatial and temporal transformer blocks
+                m.checkpoint = mode in ("transformers", "blocks")
         return self
 
     def embed(self, timestep, added_time_ids, batch: int, dtype):

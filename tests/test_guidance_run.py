@@ -94,5 +94,18 @@ def test_flag_parsers():
     assert run.parse_layers("2.1,2.2") == ((2, 1), (2, 2)) and run.parse_window("0,1") == (0.0, 1.0)
     assert run.parse_gamma("None") is None and run.parse_gamma("0.25") == 0.25
     args = run.parser().parse_args([])
-    defaults = (args.layers, args.window, args.gamma, args.iterations, args.lr)
-    assert defaults == (((2, 1), (2, 2)), (0.1, 0.4), 0.5, 5, 0.21)
+    assert (args.layers, args.gamma, args.window, args.iterations, args.lr) == (((2, 1), (2, 2)), 0.5, None, None, None)
+
+
+def test_guidance_defaults_come_from_the_model_config_else_the_paper(tmp_path):
+    from model.config import svd, tiny_world
+    paper = run.guidance_settings(run.parser().parse_args([]), svd(), tmp_path)
+    assert (paper.window, paper.iterations, paper.lr) == ((0.1, 0.4), 5, 0.21)
+    tiny = run.guidance_settings(run.parser().parse_args([]), tiny_world(), tmp_path)
+    assert (tiny.window, tiny.iterations, tiny.lr) == ((0.1, 0.4), 10, 3.0)
+    flags = run.guidance_settings(run.parser().parse_args(["--lr", "0.5"]), tiny_world(), tmp_path)
+    assert (flags.iterations, flags.lr) == (10, 0.5)
+    bad = tiny_world()
+    bad.guidance = {"gamma": 1.0}
+    with pytest.raises(run.RunError, match="guidance fields \\['gamma'\\]"):
+        run.guidance_settings(run.parser().parse_args([]), bad, tmp_path)

@@ -15,6 +15,9 @@ and 8 frames, as in the bench. Measured when written (torch 2.13, CPU, 2 threads
                           ratio 0.48
     guidance switched off ObjMC 9.00 px, ratio 1.00 (the same numbers as no control to 3 decimals)
     (the paper's lr 0.21 / 5 iterations: ObjMC 6.66 px, ratio 0.74: it would fail the 0.7 below)
+Re-measured with the model at 11,609 U-Net steps: no control 8.56 px (pin 12.74, redirect 7.72); SG-I2V
+tiny 4.65 px (pin 8.23, redirect 3.94), ratio 0.54, frame-0 PSNR 25.86 vs 26.10 dB, colour 0.097 vs 0.117;
+switched off 8.56 px, ratio 1.00; paper's lr / iterations 7.08 px, ratio 0.83.
 
 The control must take at least 30% off (ratio <= 0.7: the measured 0.48 leaves room for other CPUs'
 arithmetic); the same criterion is checked to FAIL when the guidance is switched off (the same hook with

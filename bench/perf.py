@@ -185,7 +185,6 @@ def run_diffusers(models, image, size, steps, device, dtype):
         frames = pipe(image, height=h, width=w, num_frames=t, num_inference_steps=n, decode_chunk_size=8,
                       generator=torch.Generator().manual_seed(0), output_type="np").frames[0]
         sync(device)
-        clock.peak_gib["sampling"] = max(clock.peak_gib["sampling"], peak(device))
         return time.perf_counter() - t0, frames
     warm, _ = once(3, False)
     total, frames = once(steps, True)
@@ -227,7 +226,6 @@ def run_ours(models, image, size, steps, device, dtype, guided, opts, window=(0.
                           generator=torch.Generator().manual_seed(0), device=device, dtype=dtype,
                           make_on_step=make, offload="offload" in opts)
         sync(device)
-        clock.peak_gib["sampling"] = max(clock.peak_gib["sampling"], peak(device))
         return time.perf_counter() - t0, frames
     try:
         warm, _ = once(3, (0.0, 1.0))

@@ -265,23 +265,21 @@ def guidance_settings(args, model_cfg, trajectory_path):
     if unknown:
         raise RunError(f"model config {model_cfg.name}: guidance fields {sorted(unknown)} are not supported; "
                        f"expected some of {list(MODEL_GUIDANCE_FLAGS)}")
-    for flag in MODEL_GUIDANCE_FLAGS:
-        if getattr(args, flag) is None:
-            value = model_cfg.guidance.get(flag, getattr(paper, flag))
-            setattr(args, flag, tuple(value) if flag == "window" else value)
-    checks = [("iterations", args.iterations >= 0, "an integer >= 0"), ("lr", args.lr > 0, "a learning rate > 0"),
+    value = {flag: getattr(args, flag) if getattr(args, flag) is not None
+             else model_cfg.guidance.get(flag, getattr(paper, flag)) for flag in MODEL_GUIDANCE_FLAGS}
+    checks = [("iterations", value["iterations"] >= 0, "an integer >= 0"), ("lr", value["lr"] > 0, "a learning rate > 0"),
               ("gamma", args.gamma is None or args.gamma >= 0, "a cut-off >= 0, or none (no restore)"),
               ("butterworth_order", args.butterworth_order > 0, "a filter order > 0")]
     for flag, ok, expected in checks:
         if not ok:
-            raise RunError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: expected {expected}")
+            raise RunError(f"--{flag.replace('_', '-')} {value.get(flag, getattr(args, flag))}: expected {expected}")
     for layer in args.layers:
         try:
             check_layer(unet_cfg, layer)
         except ValueError as e:
             raise RunError(f"--layers {format_layers(args.layers)}: {e}") from e
-    return SGI2VConfig(layers=args.layers, feature_source=args.feature_source, window=args.window,
-                       iterations=args.iterations, lr=args.lr, cutoff=args.gamma, order=args.butterworth_order,
+    return SGI2VConfig(layers=args.layers, feature_source=args.feature_source, window=tuple(value["window"]),
+                       iterations=value["iterations"], lr=value["lr"], cutoff=args.gamma, order=args.butterworth_order,
                        weighting=args.weighting, baseline=None if args.baseline == "none" else args.baseline)
 
 

@@ -212,11 +212,9 @@ def run_ours(models, image, size, steps, device, dtype, guided, opts, window=(0.
 
     def once(n, win):
         clock.seconds.clear(), clock.peak_gib.clear()
-        make = None
-        if guided:
-            def make(c, sigmas):
-                hook = make_step_hook(SGI2VConfig(window=win), unet, c, boxes, len(sigmas) - 1)
-                return clock.wrap(hook, "optimisation")
+        def make(c, sigmas):
+            hook = make_step_hook(SGI2VConfig(window=win), unet, c, boxes, len(sigmas) - 1)
+            return clock.wrap(hook, "optimisation")
         models.ours_to(device)
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -224,7 +222,7 @@ def run_ours(models, image, size, steps, device, dtype, guided, opts, window=(0.
         t0 = time.perf_counter()
         frames = generate(sampling_unet, vae, clip, image, t, h, w, n, decode_chunk_size=8, motion_bucket_id=127,
                           generator=torch.Generator().manual_seed(0), device=device, dtype=dtype,
-                          make_on_step=make, offload="offload" in opts)
+                          make_on_step=make if guided else None, offload="offload" in opts)
         sync(device)
         return time.perf_counter() - t0, frames
     try:

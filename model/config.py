@@ -142,7 +142,7 @@ def tiny_world() -> SVDConfig:
         sampling=SamplingDefaults(height=128, width=128, num_steps=16, motion_bucket_id=80, max_guidance=2.5,
                                   decode_chunk_size=8),
         # the paper's lr 0.21 x 5 iterations barely moves sprites here (16 steps, a 16x16 latent); the sweep
-        # of bench/objmc_tiny.py (README, "Trajectory control on the tiny world") picked these
+        # of bench/objmc_tiny.py (README, "SG-I2V on the tiny world") picked these
         guidance={"lr": 3.0, "iterations": 10},
     )
 

@@ -119,7 +119,7 @@ class UNet(nn.Module):
     def set_checkpointing(self, mode: str = "none"):
         """What a forward pass with gradients on (SG-I2V's latent optimisation) recomputes in the
         backward pass instead of storing (model.layers.checkpointed); the gradient is the same.
-          none    store everything (fastest, most memory);
+          none          store everything (fastest, most memory);
           ff            the feed-forward layers: their 4x- and 8x-wide GEGLU activations are most of
                         the stored memory, their recompute one extra input projection per layer;
           transformers  every spatial and temporal transformer block (attention + feed-forward);

@@ -418,6 +418,8 @@ def main():
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--model-dir", default=str(MODEL_DIR), help="the shipped model folder, holding the EMA weights")
     args = p.parse_args()
+    if args.prep_chunk < 1:
+        p.error(f"--prep-chunk {args.prep_chunk}: expected a number of batches >= 1")
     train(args)
 
 

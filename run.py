@@ -252,12 +252,12 @@ def speed_settings(args, device) -> dict:
     return {"checkpointing": mode, "offload": args.low_vram, "compile": args.compile}
 
 
-MODEL_GUIDANCE_FLAGS = ("window", "iterations", "lr")   # flags whose default is the model config's, else the paper's
+MODEL_GUIDANCE_FLAGS = ("layers", "window", "iterations", "lr")   # default: the model config's, else the paper's
 
 
 def guidance_settings(args, model_cfg, trajectory_path):
     """SGI2VConfig from the guidance flags, or None without a trajectory. Raises RunError naming the flag.
-    --window, --iterations and --lr default to the model config's `guidance` values, else the paper's."""
+    --layers, --window, --iterations and --lr default to the model config's `guidance` values, else the paper's."""
     if trajectory_path is None:
         return None
     unet_cfg, paper = model_cfg.unet, SGI2VConfig()
@@ -273,12 +273,13 @@ def guidance_settings(args, model_cfg, trajectory_path):
     for flag, ok, expected in checks:
         if not ok:
             raise RunError(f"--{flag.replace('_', '-')} {value.get(flag, getattr(args, flag))}: expected {expected}")
-    for layer in args.layers:
+    layers = tuple(tuple(int(n) for n in layer) for layer in value["layers"])   # the config's JSON lists too
+    for layer in layers:
         try:
             check_layer(unet_cfg, layer)
         except ValueError as e:
-            raise RunError(f"--layers {format_layers(args.layers)}: {e}") from e
-    return SGI2VConfig(layers=args.layers, feature_source=args.feature_source, window=tuple(value["window"]),
+            raise RunError(f"--layers {format_layers(layers)}: {e}") from e
+    return SGI2VConfig(layers=layers, feature_source=args.feature_source, window=tuple(value["window"]),
                        iterations=value["iterations"], lr=value["lr"], cutoff=args.gamma, order=args.butterworth_order,
                        weighting=args.weighting, baseline=None if args.baseline == "none" else args.baseline)
 
@@ -444,17 +445,17 @@ def parser() -> argparse.ArgumentParser:
                    help="features of the loss: aligned (first-frame keys/values, the method), or an ablation / "
                         "baseline: self_attention, temporal_attention, upblock_output (DragDiffusion-style), "
                         f"upblock_output_minus_mean (MOFT-style) (default: {d.feature_source})")
-    g.add_argument("--layers", type=parse_layers, default=d.layers,
-                   help="U-Net layers as UPBLOCK.TRANSFORMER pairs, 0-based diffusers indexing "
-                        f"(default: {format_layers(d.layers)}, the middle stage's last two: M2, M3)")
     model_default = "default: the model config's guidance value ({}), else the paper's {}"
+    g.add_argument("--layers", type=parse_layers, default=None,
+                   help="U-Net layers as UPBLOCK.TRANSFORMER pairs, 0-based diffusers indexing; " + model_default.format(
+                       "2.1,2.2,3.1,3.2 for sgi2v-tiny", f"{format_layers(d.layers)}, the middle stage's last two: M2, M3"))
     g.add_argument("--window", type=parse_window, default=None,
                    help="optimise denoising step i when START <= i / steps <= END; " + model_default.format(
                        "none for SVD", f"{d.window[0]},{d.window[1]}: steps 5..20 of 50, the paper's t = 45..30"))
     g.add_argument("--iterations", type=int, default=None,
                    help="AdamW iterations per optimised step; " + model_default.format("10 for sgi2v-tiny", d.iterations))
     g.add_argument("--lr", type=float, default=None,
-                   help="AdamW learning rate on the latent; " + model_default.format("3 for sgi2v-tiny", d.lr))
+                   help="AdamW learning rate on the latent; " + model_default.format("10 for sgi2v-tiny", d.lr))
     g.add_argument("--gamma", type=parse_gamma, default=d.cutoff,
                    help="cut-off of the low-pass that keeps the optimised latent's low frequencies and restores "
                         f"the high ones (Eq. 2); 'none' = no restore (default: {d.cutoff})")

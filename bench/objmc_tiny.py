@@ -81,6 +81,7 @@ from PIL import Image
 from guidance.draw import draw_overlay
 from guidance.sg_i2v import SGI2VConfig, make_step_hook, optimised_steps
 from guidance.trajectory import Trajectories, latent_boxes, validate
+from model.config import tiny_world
 from sampler.conditioning import generate
 from weights import load_svd
 from weights.tiny import world
@@ -98,12 +99,26 @@ AREA_RANGE = (0.3, 3.0)            # found area / true frame-0 area, for "found"
 SOURCES = {"self_attention": "self_attention", "temporal_attention": "temporal_attention",
            "upblock_output": "upblock_output", "moft": "upblock_output_minus_mean"}
 # The paper's optimisation strength does not transfer to the tiny model (16 steps, so the default window
-# holds 5 optimised steps where the paper's 50 hold 16; a 16x16 latent): at lr 0.21 the sprites barely
-# move (ObjMC 0.91x no control on the first 6 tasks). The lr / iterations / window sweep on the first 8
-# tasks picked lr 3 with 10 iterations (0.48x); lr 10 did better on ObjMC but lost sprites, 20 iterations
-# and wider windows did not help. 'tiny' = SGI2VConfig() + these switches; the ablations are run on top
-# of it, so that each switch is measured where the method does something.
-TINY = "lr_3+iters_10"
+# holds 5 optimised steps where the paper's 50 hold 16; a 16x16 latent, on which the paper's layers run at
+# 8x8): at lr 0.21 the sprites barely move. The sweeps on the 32 tasks (README, "SG-I2V on the tiny world")
+# picked lr 3 with 10 iterations first, then added the full-resolution layers (3,1),(3,2) with lr 10.
+# 'tiny' = SGI2VConfig() + the shipped model's guidance defaults; the ablations are run on top of it, so
+# that each switch is measured where the method does something.
+def model_switches(guidance: dict) -> str:
+    """A model config's `guidance` defaults as this bench's switches, e.g. 'layers_2.1_2.2+lr_10+iters_10'."""
+    parts = []
+    if "layers" in guidance:
+        parts.append("layers_" + "_".join(f"{l}.{s}" for l, s in guidance["layers"]))
+    if "window" in guidance:
+        parts.append("window_{:g}_{:g}".format(*guidance["window"]))
+    if "lr" in guidance:
+        parts.append(f"lr_{guidance['lr']:g}")
+    if "iterations" in guidance:
+        parts.append(f"iters_{guidance['iterations']}")
+    return "+".join(parts)
+
+
+TINY = model_switches(tiny_world().guidance)       # 'tiny': the shipped model's defaults (model/config.py)
 ALL_VARIANTS = ("none", "sgi2v", "tiny", "freetraj",
                 "tiny+source_self_attention", "tiny+source_temporal_attention", "tiny+source_upblock_output",
                 "tiny+source_moft", "tiny+layers_2.0_2.1", "tiny+layers_1.1_1.2", "tiny+layers_3.1_3.2",

@@ -16,7 +16,9 @@ Runs ("--runs", comma-separated):
   sgi2v              our SG-I2V default run as `run.py` on CUDA does it (fp16 weights)
   sgi2v_bf16         the same in bf16 weights (no loss scaling)
   a run name may carry options after '+': cudnn / flash / efficient (the attention kernel),
-  channels_last, compile (torch.compile of the U-Net), ckpt_ff / ckpt_transformers / ckpt_blocks (UNet.set_checkpointing),
+  channels_last, compile (torch.compile of the whole U-Net for the denoising steps), regions (UNet.compile_regions:
+  the capture-free pieces of every block, for the denoising steps and the optimisation alike),
+  ckpt_ff / ckpt_transformers / ckpt_blocks (UNet.set_checkpointing),
   offload (generate(offload=True)); e.g. sgi2v+ckpt_ff+compile; run.py --low-vram is +ckpt_blocks+offload
 --probe adds micro-benchmarks of one guided U-Net call (batch 2) and one optimisation iteration under
 each attention kernel and memory format, and a kernel-time profile of both.
@@ -113,9 +115,16 @@ def set_memory_format(module, channels_last: bool):
             m.weight.data = m.weight.data.contiguous(memory_format=fmt)
 
 
+def uncompile_regions(unet):
+    """Undoes UNet.compile_regions: drops the compiled instance attributes that shadow the methods."""
+    for m in unet.modules():
+        for name in ("_forward", "_cross_attention_and_ff", "_to_frames_last_and_ff_in"):
+            m.__dict__.pop(name, None)
+
+
 def parse_run(text):
     name, *opts = text.split("+")
-    known = {"cudnn", "flash", "efficient", "math", "channels_last", "compile", "offload",
+    known = {"cudnn", "flash", "efficient", "math", "channels_last", "compile", "regions", "offload",
              "ckpt_ff", "ckpt_transformers", "ckpt_blocks"}
     bad = [o for o in opts if o not in known]
     if name not in ("diffusers", "plain", "sgi2v", "sgi2v_bf16") or bad:
@@ -203,6 +212,8 @@ def run_ours(models, image, size, steps, device, dtype, guided, opts, window=(0.
     if "channels_last" in opts:
         set_memory_format(unet, True)
     unet.set_checkpointing(next((o[5:] for o in opts if o.startswith("ckpt_")), "none"))
+    if "regions" in opts:
+        unet.compile_regions()
     clock = StageClock(device)
     sampling_unet = torch.compile(unet) if "compile" in opts else unet     # as run.py --compile: hook stays eager
     clip.forward = clock.wrap(clip.forward, "clip")
@@ -233,6 +244,7 @@ def run_ours(models, image, size, steps, device, dtype, guided, opts, window=(0.
             delattr(m, attr)
         set_memory_format(unet, False)
         unet.set_checkpointing("none")
+        uncompile_regions(unet)
         models.ours_to(device)
     out = {"total_s": total, "warmup_s": warm, "stages_s": with_sampling(clock.seconds, total),
            "stage_peak_gib": dict(clock.peak_gib), "peak_gib": max(clock.peak_gib.values())}

@@ -141,9 +141,10 @@ def tiny_world() -> SVDConfig:
         # motion bucket 80 ~ the world's median scene speed (1.9 px/frame at 128 px); CFG to 2.5
         sampling=SamplingDefaults(height=128, width=128, num_steps=16, motion_bucket_id=80, max_guidance=2.5,
                                   decode_chunk_size=8),
-        # the paper's lr 0.21 x 5 iterations barely moves sprites here (16 steps, a 16x16 latent); the sweep
-        # of bench/objmc_tiny.py (README, "SG-I2V on the tiny world") picked these
-        guidance={"lr": 3.0, "iterations": 10},
+        # the paper's lr 0.21 x 5 iterations at layers (2,1),(2,2) (8x8 here) barely moves sprites (16
+        # steps, a 16x16 latent); the sweep of bench/objmc_tiny.py (README, "SG-I2V on the tiny world")
+        # picked these: the paper's layers plus the full-resolution (3,1),(3,2), lr 10, 10 iterations
+        guidance={"layers": [[2, 1], [2, 2], [3, 1], [3, 2]], "lr": 10.0, "iterations": 10},
     )
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.attention import FeedForward, TransformerSpatioTemporalModel
+from model.attention import BasicTransformerBlock, FeedForward, TemporalBasicTransformerBlock, TransformerSpatioTemporalModel
 from model.config import UNetConfig
 from model.layers import Downsample2D, SpatioTemporalResBlock, TimestepEmbedding, Upsample2D, timestep_sinusoid
 
@@ -134,6 +134,28 @@ class UNet(nn.Module):
                 m.checkpoint = mode == "blocks"
             elif hasattr(m, "checkpoint"):                      # spatial and temporal transformer blocks
                 m.checkpoint = mode in ("transformers", "blocks")
+        return self
+
+    def compile_regions(self, **compile_options):
+        """torch.compile, in place, the pieces of the blocks that never hand tensors to `capture`:
+        every resnet block (SpatioTemporalResBlock._forward) and every transformer block's
+        cross-attention + feed-forward (and the temporal block's input feed-forward). What SG-I2V
+        reads (the self-attentions, the block outputs) stays eager, so the same compiled pieces serve
+        the denoising steps and the latent optimisation's forward and backward. Pieces of one kind
+        and shape share a compiled graph ("regional compilation"): a fraction of the whole U-Net's
+        compile time. Inductor fuses the memory-bound work (norms, SiLU / GELU, residual adds,
+        blends): the same arithmetic, in another rounding order. Measured in bench/perf.py."""
+        import torch._dynamo
+        limit = torch._dynamo.config                               # one graph per piece, shape and grad mode
+        limit.cache_size_limit = max(limit.cache_size_limit, 256)
+        limit.accumulated_cache_size_limit = max(limit.accumulated_cache_size_limit, 1024)
+        for m in self.modules():
+            if isinstance(m, SpatioTemporalResBlock):
+                m._forward = torch.compile(m._forward, **compile_options)
+            if isinstance(m, (BasicTransformerBlock, TemporalBasicTransformerBlock)):
+                m._cross_attention_and_ff = torch.compile(m._cross_attention_and_ff, **compile_options)
+            if isinstance(m, TemporalBasicTransformerBlock):
+                m._to_frames_last_and_ff_in = torch.compile(m._to_frames_last_and_ff_in, **compile_options)
         return self
 
     def embed(self, timestep, added_time_ids, batch: int, dtype):

@@ -94,17 +94,17 @@ def test_flag_parsers():
     assert run.parse_layers("2.1,2.2") == ((2, 1), (2, 2)) and run.parse_window("0,1") == (0.0, 1.0)
     assert run.parse_gamma("None") is None and run.parse_gamma("0.25") == 0.25
     args = run.parser().parse_args([])
-    assert (args.layers, args.gamma, args.window, args.iterations, args.lr) == (((2, 1), (2, 2)), 0.5, None, None, None)
+    assert (args.layers, args.gamma, args.window, args.iterations, args.lr) == (None, 0.5, None, None, None)
 
 
 def test_guidance_defaults_come_from_the_model_config_else_the_paper(tmp_path):
     from model.config import svd, tiny_world
     paper = run.guidance_settings(run.parser().parse_args([]), svd(), tmp_path)
-    assert (paper.window, paper.iterations, paper.lr) == ((0.1, 0.4), 5, 0.21)
+    assert (paper.layers, paper.window, paper.iterations, paper.lr) == (((2, 1), (2, 2)), (0.1, 0.4), 5, 0.21)
     tiny = run.guidance_settings(run.parser().parse_args([]), tiny_world(), tmp_path)
-    assert (tiny.window, tiny.iterations, tiny.lr) == ((0.1, 0.4), 10, 3.0)
-    flags = run.guidance_settings(run.parser().parse_args(["--lr", "0.5"]), tiny_world(), tmp_path)
-    assert (flags.iterations, flags.lr) == (10, 0.5)
+    assert (tiny.layers, tiny.window, tiny.iterations, tiny.lr) == (((2, 1), (2, 2), (3, 1), (3, 2)), (0.1, 0.4), 10, 10.0)
+    flags = run.guidance_settings(run.parser().parse_args(["--lr", "0.5", "--layers", "2.1,2.2"]), tiny_world(), tmp_path)
+    assert (flags.layers, flags.iterations, flags.lr) == (((2, 1), (2, 2)), 10, 0.5)
     bad = tiny_world()
     bad.guidance = {"gamma": 1.0}
     with pytest.raises(run.RunError, match="guidance fields \\['gamma'\\]"):

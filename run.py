@@ -273,6 +273,9 @@ def guidance_settings(args, model_cfg, trajectory_path):
     for flag, ok, expected in checks:
         if not ok:
             raise RunError(f"--{flag.replace('_', '-')} {value.get(flag, getattr(args, flag))}: expected {expected}")
+    if any(len(layer) != 2 for layer in value["layers"]):                   # only a hand-edited config gets here
+        raise RunError(f"model config {model_cfg.name}: guidance layers {value['layers']}: expected "
+                       "[up block, transformer] pairs")
     layers = tuple(tuple(int(n) for n in layer) for layer in value["layers"])   # the config's JSON lists too
     for layer in layers:
         try:

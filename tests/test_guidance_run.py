@@ -105,6 +105,10 @@ def test_guidance_defaults_come_from_the_model_config_else_the_paper(tmp_path):
     assert (tiny.layers, tiny.window, tiny.iterations, tiny.lr) == (((2, 1), (2, 2), (3, 1), (3, 2)), (0.1, 0.4), 10, 10.0)
     flags = run.guidance_settings(run.parser().parse_args(["--lr", "0.5", "--layers", "2.1,2.2"]), tiny_world(), tmp_path)
     assert (flags.layers, flags.iterations, flags.lr) == (((2, 1), (2, 2)), 10, 0.5)
+    odd = tiny_world()
+    odd.guidance = {"layers": [[2, 1, 0]]}
+    with pytest.raises(run.RunError, match="guidance layers \\[\\[2, 1, 0\\]\\]: expected"):
+        run.guidance_settings(run.parser().parse_args([]), odd, tmp_path)
     bad = tiny_world()
     bad.guidance = {"gamma": 1.0}
     with pytest.raises(run.RunError, match="guidance fields \\['gamma'\\]"):

@@ -115,13 +115,6 @@ def set_memory_format(module, channels_last: bool):
             m.weight.data = m.weight.data.contiguous(memory_format=fmt)
 
 
-def uncompile_regions(unet):
-    """Undoes UNet.compile_regions: drops the compiled instance attributes that shadow the methods."""
-    for m in unet.modules():
-        for name in ("_forward", "_cross_attention_and_ff", "_to_frames_last_and_ff_in"):
-            m.__dict__.pop(name, None)
-
-
 def parse_run(text):
     name, *opts = text.split("+")
     known = {"cudnn", "flash", "efficient", "math", "channels_last", "compile", "regions", "offload",
@@ -244,7 +237,7 @@ def run_ours(models, image, size, steps, device, dtype, guided, opts, window=(0.
             delattr(m, attr)
         set_memory_format(unet, False)
         unet.set_checkpointing("none")
-        uncompile_regions(unet)
+        unet.uncompile_regions()
         models.ours_to(device)
     out = {"total_s": total, "warmup_s": warm, "stages_s": with_sampling(clock.seconds, total),
            "stage_peak_gib": dict(clock.peak_gib), "peak_gib": max(clock.peak_gib.values())}

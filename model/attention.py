@@ -129,9 +129,7 @@ class TemporalBasicTransformerBlock(nn.Module):
         x = x.reshape(bt // num_frames, num_frames, length, c).permute(0, 2, 1, 3).reshape(-1, num_frames, c)
         return x + self.ff_in(self.norm_in(x))
 
-    def _cross_attention_and_ff(self, x, context):                 # no capture here: UNet.compile_regions
-        x = x + self.attn2(self.norm2(x), context)
-        return x + self.ff(self.norm3(x))
+    _cross_attention_and_ff = BasicTransformerBlock._cross_attention_and_ff   # the same norm2/attn2/norm3/ff
 
 
 class TransformerSpatioTemporalModel(nn.Module):

@@ -149,13 +149,21 @@ class UNet(nn.Module):
         limit = torch._dynamo.config                               # one graph per piece, shape and grad mode
         limit.cache_size_limit = max(limit.cache_size_limit, 256)
         limit.accumulated_cache_size_limit = max(limit.accumulated_cache_size_limit, 1024)
-        for m in self.modules():
-            if isinstance(m, SpatioTemporalResBlock):
-                m._forward = torch.compile(m._forward, **compile_options)
-            if isinstance(m, (BasicTransformerBlock, TemporalBasicTransformerBlock)):
-                m._cross_attention_and_ff = torch.compile(m._cross_attention_and_ff, **compile_options)
-            if isinstance(m, TemporalBasicTransformerBlock):
-                m._to_frames_last_and_ff_in = torch.compile(m._to_frames_last_and_ff_in, **compile_options)
+        for m, name in self.regions():
+            setattr(m, name, torch.compile(getattr(m, name), **compile_options))   # shadows the method
+        return self
+
+    COMPILED_REGIONS = {SpatioTemporalResBlock: ("_forward",), BasicTransformerBlock: ("_cross_attention_and_ff",),
+                        TemporalBasicTransformerBlock: ("_cross_attention_and_ff", "_to_frames_last_and_ff_in")}
+
+    def regions(self):
+        """(module, method name) of every piece compile_regions compiles."""
+        return [(m, name) for m in self.modules() for name in self.COMPILED_REGIONS.get(type(m), ())]
+
+    def uncompile_regions(self):
+        """Undoes compile_regions: the methods are no longer shadowed by their compiled versions."""
+        for m, name in self.regions():
+            m.__dict__.pop(name, None)
         return self
 
     def embed(self, timestep, added_time_ids, batch: int, dtype):

@@ -81,3 +81,13 @@ def test_compiled_optimisation_gradient_matches_eager_within_float32_rounding(ne
     assert loss_x > 0 and grad_x.abs().sum() > 0
     assert rel(loss_c, loss_x) <= MAX_ERROR_VS_EAGER * rel(loss_e, loss_x) + 1e-6, (loss_c, loss_e, loss_x)
     assert rel(grad_c, grad_x) <= MAX_ERROR_VS_EAGER * rel(grad_e, grad_x), (rel(grad_c, grad_x), rel(grad_e, grad_x))
+
+
+def test_uncompile_regions_restores_the_eager_methods():
+    unet = UNet(tiny().unet).compile_regions()                     # torch.compile is lazy: nothing compiles here
+    regions = unet.regions()
+    kinds = {type(m).__name__ for m, _ in regions}
+    assert kinds == {"SpatioTemporalResBlock", "BasicTransformerBlock", "TemporalBasicTransformerBlock"}, kinds
+    assert all(name in m.__dict__ for m, name in regions)
+    unet.uncompile_regions()
+    assert not any(name in m.__dict__ for m, name in regions)

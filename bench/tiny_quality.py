@@ -4,6 +4,7 @@ For each held-out scene (seeds below weights.tiny.train.HELD_OUT_SEEDS, never tr
 of the rendered scene is the input image; the model generates a video with the scene's own motion
 bucket. Measured against the scene's known sprites (found by their palette colour):
   frame0_psnr     frame 0 of the video vs the input image (gate: >= 25 dB)
+  vae_frame0_psnr the same through the VAE alone (encode + decode the true clip): the ceiling of the above
   found           fraction of frames where each sprite is found (gate: >= 95%)
   colour_error    mean RGB distance ([0,1] units) inside the found sprite vs its palette colour
   size_change     max over frames of |area_t / area_0 - 1| per sprite (rigid: <= 15%)
@@ -23,7 +24,7 @@ from PIL import Image
 from sampler.conditioning import generate
 from weights import load_svd
 from weights.tiny import world
-from weights.tiny.train import world_config
+from weights.tiny.train import HELD_OUT_SEEDS, world_config
 
 FIRST_SEED = 1000        # held-out: seeds below TRAIN_SEED_BASE; 0..99 are kept for examples and tests
 
@@ -35,6 +36,17 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def to_pil(frame: torch.Tensor) -> Image.Image:                   # (3, H, W) in [-1, 1]
     return Image.fromarray(world.video_to_uint8(frame).numpy())
+
+
+@torch.no_grad()
+def vae_round_trip(vae, video: torch.Tensor, device) -> dict:
+    """The VAE alone, the ceiling of frame-0 PSNR: encode a scene's (F, 3, H, W) clip, decode it with the
+    temporal decoder, and compare frame 0. Also the offset of its mean colour, in levels of 255."""
+    dtype = next(vae.parameters()).dtype
+    rec = vae.decode(vae.encode(video.to(device, dtype)), video.shape[0]).float().cpu().clamp(-1, 1)
+    a, b = world.video_to_uint8(rec[0]).numpy(), world.video_to_uint8(video[0]).numpy()   # (H, W, 3)
+    offset = np.abs(a.reshape(-1, 3).mean(0) - b.reshape(-1, 3).mean(0).astype(np.float64)).mean()
+    return {"vae_frame0_psnr": psnr(a, b), "vae_colour_offset": float(offset)}
 
 
 def measure_scene(frames_u8: np.ndarray, scenes, i: int) -> dict:
@@ -61,7 +73,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=None, help="model folder (default: the shipped tiny model)")
     p.add_argument("--scenes", type=int, default=32)
+    p.add_argument("--first-seed", type=int, default=FIRST_SEED,
+                   help=f"scenes from this seed on (default {FIRST_SEED}, the gate's; pick settings on others)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--steps", type=int, default=None, help="Euler steps (default: the model config's)")
+    p.add_argument("--min-guidance", type=float, default=None, help="default: the model config's")
+    p.add_argument("--max-guidance", type=float, default=None, help="default: the model config's")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default="tiny_quality.json")
     p.add_argument("--strip", default=None, help="PNG with the first 4 scenes")
@@ -69,28 +86,38 @@ def main():
     svd = load_svd(args.weights, device=args.device)
     cfg = svd.cfg
     wcfg = world_config(cfg)
-    seeds = list(range(FIRST_SEED, FIRST_SEED + args.scenes))
+    seeds = list(range(args.first_seed, args.first_seed + args.scenes))
+    if args.first_seed + args.scenes > HELD_OUT_SEEDS:
+        p.error(f"--first-seed {args.first_seed} --scenes {args.scenes}: seeds must stay below {HELD_OUT_SEEDS} "
+                "(held out from training)")
+    s = cfg.sampling
+    steps = args.steps or s.num_steps
+    min_g = s.min_guidance if args.min_guidance is None else args.min_guidance
+    max_g = s.max_guidance if args.max_guidance is None else args.max_guidance
     scenes = world.sample_scenes(wcfg, seeds, "cpu")
     rows, strip, t0 = [], [], time.time()
     for i, seed in enumerate(seeds):
-        s = cfg.sampling
         frames = generate(svd.unet, svd.vae, svd.clip, to_pil(scenes.video[i, 0]), cfg.unet.num_frames, s.height,
-                          s.width, s.num_steps, fps=s.fps, motion_bucket_id=int(scenes.motion_bucket[i]),
-                          noise_aug_strength=s.noise_aug_strength, min_guidance=s.min_guidance,
-                          max_guidance=s.max_guidance, decode_chunk_size=s.decode_chunk_size,
+                          s.width, steps, fps=s.fps, motion_bucket_id=int(scenes.motion_bucket[i]),
+                          noise_aug_strength=s.noise_aug_strength, min_guidance=min_g,
+                          max_guidance=max_g, decode_chunk_size=s.decode_chunk_size,
                           generator=torch.Generator().manual_seed(args.seed), device=args.device,
                           scaling_factor=cfg.vae.scaling_factor)
         truth = world.video_to_uint8(scenes.video[i]).numpy()                          # (F, H, W, 3)
-        row = {"seed": seed, "frame0_psnr": psnr(frames[0], truth[0]), **measure_scene(frames, scenes, i)}
+        row = {"seed": seed, "frame0_psnr": psnr(frames[0], truth[0]), **vae_round_trip(svd.vae, scenes.video[i], args.device),
+               **measure_scene(frames, scenes, i)}
         rows.append(row)
         if i < 4:
             strip.append(np.concatenate([np.concatenate(list(truth), 1), np.concatenate(list(frames), 1)], 0))
     sprites = [s for r in rows for s in r["sprites"]]
     mean = lambda key: float(np.nanmean([s[key] for s in sprites]))
     summary = {
-        "model": svd.source, "scenes": len(rows), "sprites": len(sprites), "seconds": time.time() - t0,
+        "model": svd.source, "first_seed": args.first_seed, "steps": steps, "min_guidance": min_g,
+        "max_guidance": max_g, "scenes": len(rows), "sprites": len(sprites), "seconds": time.time() - t0,
         "frame0_psnr_mean": float(np.mean([r["frame0_psnr"] for r in rows])),
         "frame0_psnr_min": float(np.min([r["frame0_psnr"] for r in rows])),
+        "vae_frame0_psnr_mean": float(np.mean([r["vae_frame0_psnr"] for r in rows])),
+        "vae_colour_offset_mean": float(np.mean([r["vae_colour_offset"] for r in rows])),
         "found_mean": mean("found"),
         "sprites_found_in_95pct_of_frames": float(np.mean([s["found"] >= 0.95 for s in sprites])),
         "colour_error_mean": mean("colour_error"),

@@ -180,23 +180,31 @@ def sprite_mask(scenes, video):
 
 # ----------------------------------------------------------------------------- losses
 
-def vae_loss(vae, video, mask, kl_weight=1e-6, decoder_only=False):
+def vae_loss(vae, video, mask, kl_weight=1e-6, decoder_only=False, colour_weight=0.0):
     """Sprite-weighted L1 + L2 reconstruction of clips through the temporal decoder, + tiny KL.
     decoder_only: the encoder is frozen (no gradient), so its latent space, and the U-Net trained on it,
-    stay valid while the decoder improves."""
+    stay valid while the decoder improves; it decodes the posterior mean, not a sample.
+    colour_weight: + this x the L1 + L2 error of each frame's mean colour. The per-pixel loss left the
+    decoded frames' mean colour drawn towards mid-grey (12.5 levels of 255 on average) although the
+    latent carries it; this term targets that offset directly."""
     n, f = video.shape[:2]
     x = video.flatten(0, 1)                                                       # (N*F, 3, H, W)
     with torch.set_grad_enabled(not decoder_only):
         moments = vae.quant_conv(vae.encoder(x))
     mean, logvar = moments.chunk(2, dim=1)
     logvar = logvar.clamp(-30, 20)
-    z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+    # The whole-VAE stage decodes posterior samples (a VAE). The decoder-only stage decodes the posterior
+    # mean: that is what the U-Net is trained to generate (vae.encode is the mode), and the posterior's
+    # noise (std ~0.5 against a latent spread of ~0.75) made the decoder blur towards the mean colour.
+    z = mean if decoder_only else mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
     rec = vae.decode(z, f)
     err = rec.float() - x
     weight = 1 + 8 * mask.flatten(0, 1)
     rec_loss = (weight * (err.abs() + err ** 2)).mean()
+    mean_err = err.mean(dim=(2, 3))                                               # (N*F, 3) mean colour error
+    colour_loss = (mean_err.abs() + mean_err ** 2).mean()
     kl = 0.5 * (mean.float() ** 2 + logvar.float().exp() - 1 - logvar.float()).mean()
-    return rec_loss + kl_weight * kl, rec_loss
+    return rec_loss + colour_weight * colour_loss + kl_weight * kl, rec_loss
 
 
 @torch.no_grad()
@@ -341,7 +349,8 @@ def train(args):
                 for group in vae.opt.param_groups:
                     group["lr"] = lr_at(meta["vae_steps"], args.lr_vae)
                 with amp:
-                    loss, rec = vae_loss(vae.module, video, mask, decoder_only=decoder_only)
+                    loss, rec = vae_loss(vae.module, video, mask, decoder_only=decoder_only,
+                                         colour_weight=args.colour_weight)
                 vae.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(vae.module.parameters(), 1.0)
@@ -410,6 +419,8 @@ def main():
     p.add_argument("--vae-batch", type=int, default=16, help="clips per VAE step")
     p.add_argument("--lr", type=float, default=2e-4, help="U-Net and CLIP learning rate")
     p.add_argument("--lr-vae", type=float, default=4e-4, help="VAE learning rate")
+    p.add_argument("--colour-weight", type=float, default=0.0,
+                   help="vae/decoder stages: weight of the per-frame mean-colour error term (0: off)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the U-Net and CLIP weights")
     p.add_argument("--dmax", type=float, default=0.3, help="scene difficulty drawn uniformly in [0, dmax]")
     p.add_argument("--cuda-graph", action="store_true", help="capture the U-Net training step as one CUDA graph")
@@ -418,6 +429,8 @@ def main():
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--model-dir", default=str(MODEL_DIR), help="the shipped model folder, holding the EMA weights")
     args = p.parse_args()
+    if args.colour_weight < 0:
+        p.error(f"--colour-weight {args.colour_weight}: expected a weight >= 0")
     if args.prep_chunk < 1:
         p.error(f"--prep-chunk {args.prep_chunk}: expected a number of batches >= 1")
     train(args)

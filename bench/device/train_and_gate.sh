@@ -18,7 +18,7 @@ if [ "${UNET_MIN:-0}" != 0 ]; then
   python -m weights.tiny.train --stage unet --minutes $UNET_MIN --cuda-graph --batch ${BATCH:-64} --lr ${LR:-5e-5} \
     --ema ${EMA:-0.9995} --log-every 250 $T 2>&1 | tee -a $LOG | tail -3
 fi
-for s in ${SAMPLING:-16:2.5}; do
+for s in ${SAMPLING-16:2.5}; do     # SAMPLING="" skips the evaluation
   steps=${s%%:*}; g=${s##*:}
   timeout ${EVAL_TIMEOUT:-150} python -m bench.tiny_quality --weights $W/model --scenes 32 --steps $steps --max-guidance $g \
     --out $W/gate_${steps}_${g}.json --strip $W/strip_${steps}_${g}.png > $W/gate_${steps}_${g}.txt 2>&1 &

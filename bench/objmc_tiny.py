@@ -2,6 +2,7 @@
 
     python -m bench.objmc_tiny --scenes 32 --out bench/results/objmc_tiny.json --strip bench/results/objmc_tiny.png
     python -m bench.objmc_tiny --scenes 6 --variants none,sgi2v,freetraj --device cpu --threads 1
+    python -m bench.objmc_tiny --merge a.json b.json --out ab.json     # processes run side by side
 
 The task set (deterministic; `build_tasks`). Scenes come from seeds 3000, 3001, ... of the tiny world
 (weights/tiny/world.py; training uses seeds >= 1,000,000, so these are held out), with difficulty cycling
@@ -71,6 +72,7 @@ import argparse
 import json
 import math
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -497,7 +499,27 @@ def table(summaries: dict) -> str:
     return "\n".join(lines)
 
 
+def merge(paths, out):
+    """One record from the JSON files of several processes run side by side (same tasks, same model)."""
+    records = [json.load(open(path)) for path in paths]
+    if len({json.dumps(r["tasks"]) for r in records}) != 1 or len({r["model"] for r in records}) != 1:
+        raise SystemExit(f"--merge {' '.join(paths)}: the files are not of the same tasks and model")
+    merged = {k: v for k, v in records[0].items() if k not in ("command", "summary", "per_task")}
+    merged["command"] = [r["command"] for r in records]
+    merged["summary"] = {v: s for r in records for v, s in r["summary"].items()}
+    merged["per_task"] = {v: t for r in records for v, t in r["per_task"].items()}
+    with open(out, "w") as f:
+        json.dump(merged, f, indent=1)
+    print(table(merged["summary"]))
+
+
 def main(argv=None):
+    if argv is None and "--merge" in sys.argv:                        # python -m bench.objmc_tiny --merge A B ... --out C
+        args = sys.argv[sys.argv.index("--merge") + 1:]
+        if "--out" not in args or args.index("--out") + 1 >= len(args):
+            raise SystemExit("--merge FILES... --out FILE: name the merged file with --out")
+        i = args.index("--out")
+        return merge(args[:i] + args[i + 2:], args[i + 1])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=None, help="model folder (default: the shipped tiny model)")
     p.add_argument("--scenes", type=int, default=32, help="number of tasks (default 32)")
@@ -532,7 +554,7 @@ def main(argv=None):
     summaries, per_task, videos = {}, {}, {}
 
     def save():                                                        # after every variant: a cut-off run keeps its rows
-        record = {"command": "python -m bench.objmc_tiny " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        record = {"command": "python -m bench.objmc_tiny " + " ".join(argv if argv is not None else sys.argv[1:]),
                   "model": svd.source, "device": args.device, "threads": torch.get_num_threads(),
                   "platform": platform.platform(), "torch": torch.__version__, "steps": steps, "seed": args.seed,
                   "motion_bucket": args.motion_bucket, "tasks": [t.describe() for t in tasks],

@@ -3,16 +3,18 @@
 # so processes side by side fill the GPU). Groups are separated by spaces, variants in a group by commas;
 # the first group also writes the frame strip. Run in the repo root on the GPU machine:
 #   GROUPS_="none,tiny sgi2v" FIRST_SEED=3000 bash bench/device/objmc_parallel.sh
-# Everything comes back as $OUT/objmc.tar (per-group JSON and logs).
+# STEPS overrides the model's Euler steps, STRIP=0 skips the strip, TAG names the results (default objmc).
+# Everything comes back as $OUT/$TAG.tar (per-group JSON and logs).
 set -u
-OUT=${OUT:?}; R=$OUT/objmc; mkdir -p $R
+OUT=${OUT:?}; TAG=${TAG:-objmc}; R=$OUT/$TAG; mkdir -p $R
 i=0
 for g in ${GROUPS_:?}; do
-  extra=""; [ $i = 0 ] && extra="--strip $R/strip.png"
+  extra=""; [ $i = 0 ] && [ "${STRIP:-1}" = 1 ] && extra="--strip $R/strip.png"
+  [ -n "${STEPS:-}" ] && extra="$extra --steps $STEPS"
   timeout ${LIMIT:-560} python -m bench.objmc_tiny --scenes ${SCENES:-32} --first-seed ${FIRST_SEED:-3000} \
     --variants $g --device cuda --threads 1 --out $R/group$i.json $extra > $R/group$i.log 2>&1 &
   i=$((i + 1))
 done
 wait
 grep -h "ObjMC " $R/group*.log
-cd $OUT && tar cf objmc.tar objmc && rm -rf objmc
+cd $OUT && tar cf $TAG.tar $TAG && rm -rf $TAG

@@ -71,6 +71,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -501,6 +502,9 @@ def table(summaries: dict) -> str:
 
 def merge(paths, out):
     """One record from the JSON files of several processes run side by side (same tasks, same model)."""
+    missing = [path for path in paths if not os.path.isfile(path)]
+    if not paths or missing:
+        raise SystemExit(f"--merge: no such result file(s): {' '.join(missing) or '(none given)'}")
     records = [json.load(open(path)) for path in paths]
     if len({json.dumps(r["tasks"]) for r in records}) != 1 or len({r["model"] for r in records}) != 1:
         raise SystemExit(f"--merge {' '.join(paths)}: the files are not of the same tasks and model")

@@ -38,6 +38,7 @@ from guidance.features import SOURCES
 from guidance.loss import HEATMAPS
 from guidance.sg_i2v import SGI2VConfig, make_step_hook, optimised_steps
 from guidance.trajectory import TrajectoryError, latent_boxes, load_trajectories, rescale
+from model.config import tiny_world
 from model.unet import UNet
 from sampler.conditioning import generate
 from sampler.video import write_mp4, write_pngs
@@ -270,18 +271,21 @@ def guidance_settings(args, model_cfg, trajectory_path):
     checks = [("iterations", value["iterations"] >= 0, "an integer >= 0"), ("lr", value["lr"] > 0, "a learning rate > 0"),
               ("gamma", args.gamma is None or args.gamma >= 0, "a cut-off >= 0, or none (no restore)"),
               ("butterworth_order", args.butterworth_order > 0, "a filter order > 0")]
+    def named(flag):                                   # where a value came from: the flag, else the model config
+        if flag in MODEL_GUIDANCE_FLAGS and getattr(args, flag) is None:
+            return f"model config {model_cfg.name}: guidance {flag}"
+        return f"--{flag.replace('_', '-')}"
     for flag, ok, expected in checks:
         if not ok:
-            raise RunError(f"--{flag.replace('_', '-')} {value.get(flag, getattr(args, flag))}: expected {expected}")
+            raise RunError(f"{named(flag)} {value.get(flag, getattr(args, flag))}: expected {expected}")
     if any(len(layer) != 2 for layer in value["layers"]):                   # only a hand-edited config gets here
-        raise RunError(f"model config {model_cfg.name}: guidance layers {value['layers']}: expected "
-                       "[up block, transformer] pairs")
+        raise RunError(f"{named('layers')} {value['layers']}: expected [up block, transformer] pairs")
     layers = tuple(tuple(int(n) for n in layer) for layer in value["layers"])   # the config's JSON lists too
     for layer in layers:
         try:
             check_layer(unet_cfg, layer)
         except ValueError as e:
-            raise RunError(f"--layers {format_layers(layers)}: {e}") from e
+            raise RunError(f"{named('layers')} {format_layers(layers)}: {e}") from e
     return SGI2VConfig(layers=layers, feature_source=args.feature_source, window=tuple(value["window"]),
                        iterations=value["iterations"], lr=value["lr"], cutoff=args.gamma, order=args.butterworth_order,
                        weighting=args.weighting, baseline=None if args.baseline == "none" else args.baseline)
@@ -449,16 +453,20 @@ def parser() -> argparse.ArgumentParser:
                         "baseline: self_attention, temporal_attention, upblock_output (DragDiffusion-style), "
                         f"upblock_output_minus_mean (MOFT-style) (default: {d.feature_source})")
     model_default = "default: the model config's guidance value ({}), else the paper's {}"
+    tiny = tiny_world()
     g.add_argument("--layers", type=parse_layers, default=None,
                    help="U-Net layers as UPBLOCK.TRANSFORMER pairs, 0-based diffusers indexing; " + model_default.format(
-                       "2.1,2.2,3.1,3.2 for sgi2v-tiny", f"{format_layers(d.layers)}, the middle stage's last two: M2, M3"))
+                       f"{format_layers(tiny.guidance['layers'])} for {tiny.name}",
+                       f"{format_layers(d.layers)}, the middle stage's last two: M2, M3"))
     g.add_argument("--window", type=parse_window, default=None,
                    help="optimise denoising step i when START <= i / steps <= END; " + model_default.format(
                        "none for SVD", f"{d.window[0]},{d.window[1]}: steps 5..20 of 50, the paper's t = 45..30"))
     g.add_argument("--iterations", type=int, default=None,
-                   help="AdamW iterations per optimised step; " + model_default.format("10 for sgi2v-tiny", d.iterations))
+                   help="AdamW iterations per optimised step; " + model_default.format(
+                       f"{tiny.guidance['iterations']} for {tiny.name}", d.iterations))
     g.add_argument("--lr", type=float, default=None,
-                   help="AdamW learning rate on the latent; " + model_default.format("10 for sgi2v-tiny", d.lr))
+                   help="AdamW learning rate on the latent; " + model_default.format(
+                       f"{tiny.guidance['lr']:g} for {tiny.name}", d.lr))
     g.add_argument("--gamma", type=parse_gamma, default=d.cutoff,
                    help="cut-off of the low-pass that keeps the optimised latent's low frequencies and restores "
                         f"the high ones (Eq. 2); 'none' = no restore (default: {d.cutoff})")

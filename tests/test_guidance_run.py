@@ -109,6 +109,11 @@ def test_guidance_defaults_come_from_the_model_config_else_the_paper(tmp_path):
     odd.guidance = {"layers": [[2, 1, 0]]}
     with pytest.raises(run.RunError, match="guidance layers \\[\\[2, 1, 0\\]\\]: expected"):
         run.guidance_settings(run.parser().parse_args([]), odd, tmp_path)
+    odd.guidance = {"lr": -1.0}                          # a bad config value is named as the config's, not a flag's
+    with pytest.raises(run.RunError, match="^model config sgi2v-tiny: guidance lr -1.0: expected"):
+        run.guidance_settings(run.parser().parse_args([]), odd, tmp_path)
+    with pytest.raises(run.RunError, match="^--lr -1.0: expected"):
+        run.guidance_settings(run.parser().parse_args(["--lr", "-1"]), tiny_world(), tmp_path)
     bad = tiny_world()
     bad.guidance = {"gamma": 1.0}
     with pytest.raises(run.RunError, match="guidance fields \\['gamma'\\]"):

@@ -18,11 +18,13 @@ if [ "${UNET_MIN:-0}" != 0 ]; then
   python -m weights.tiny.train --stage unet --minutes $UNET_MIN --cuda-graph --batch ${BATCH:-64} --lr ${LR:-5e-5} \
     --ema ${EMA:-0.9995} --log-every 250 $T 2>&1 | tee -a $LOG | tail -3
 fi
-for s in ${SAMPLING-16:2.5}; do     # SAMPLING="" skips the evaluation
+# SAMPLING="" skips the evaluation (32 scenes also take 83-100 s on a 2-core CPU). 12 processes at once
+# outran a 150 s limit on an H200 machine: hence the default EVAL_TIMEOUT of 400 s.
+for s in ${SAMPLING-16:2.5}; do
   steps=${s%%:*}; g=${s##*:}
-  timeout ${EVAL_TIMEOUT:-150} python -m bench.tiny_quality --weights $W/model --scenes 32 --steps $steps --max-guidance $g \
+  timeout ${EVAL_TIMEOUT:-400} python -m bench.tiny_quality --weights $W/model --scenes 32 --steps $steps --max-guidance $g \
     --out $W/gate_${steps}_${g}.json --strip $W/strip_${steps}_${g}.png > $W/gate_${steps}_${g}.txt 2>&1 &
-  timeout ${EVAL_TIMEOUT:-150} python -m bench.tiny_quality --weights $W/model --scenes 32 --first-seed 1100 --steps $steps --max-guidance $g \
+  timeout ${EVAL_TIMEOUT:-400} python -m bench.tiny_quality --weights $W/model --scenes 32 --first-seed 1100 --steps $steps --max-guidance $g \
     --out $W/val_${steps}_${g}.json > $W/val_${steps}_${g}.txt 2>&1 &
 done
 wait

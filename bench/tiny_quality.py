@@ -20,6 +20,7 @@ import time
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from sampler.conditioning import generate
 from weights import load_svd
@@ -83,20 +84,20 @@ def main():
     p.add_argument("--out", default="tiny_quality.json")
     p.add_argument("--strip", default=None, help="PNG with the first 4 scenes")
     args = p.parse_args()
+    if args.first_seed + args.scenes > HELD_OUT_SEEDS:
+        p.error(f"--first-seed {args.first_seed} --scenes {args.scenes}: seeds must stay below {HELD_OUT_SEEDS} "
+                "(held out from training)")
     svd = load_svd(args.weights, device=args.device)
     cfg = svd.cfg
     wcfg = world_config(cfg)
     seeds = list(range(args.first_seed, args.first_seed + args.scenes))
-    if args.first_seed + args.scenes > HELD_OUT_SEEDS:
-        p.error(f"--first-seed {args.first_seed} --scenes {args.scenes}: seeds must stay below {HELD_OUT_SEEDS} "
-                "(held out from training)")
     s = cfg.sampling
     steps = args.steps or s.num_steps
     min_g = s.min_guidance if args.min_guidance is None else args.min_guidance
     max_g = s.max_guidance if args.max_guidance is None else args.max_guidance
     scenes = world.sample_scenes(wcfg, seeds, "cpu")
     rows, strip, t0 = [], [], time.time()
-    for i, seed in enumerate(seeds):
+    for i, seed in enumerate(tqdm(seeds, desc="scenes", unit="scene")):
         frames = generate(svd.unet, svd.vae, svd.clip, to_pil(scenes.video[i, 0]), cfg.unet.num_frames, s.height,
                           s.width, steps, fps=s.fps, motion_bucket_id=int(scenes.motion_bucket[i]),
                           noise_aug_strength=s.noise_aug_strength, min_guidance=min_g,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: resume the tiny model's training, then gate it. Run in the repo root on the GPU machine:
-#   DECODER_MIN=1.5 UNET_MIN=5 bash bench/device/train_and_gate.sh
+#   DECODER_MIN=1.5 UNET_MIN=5 [PAN_PROB=2] bash bench/device/train_and_gate.sh
 # Trains copies of weights/tiny/train_state and weights/tiny/sgi2v-tiny under $OUT, then runs
 # bench.tiny_quality on the gate's scenes (seeds 1000..) and on validation scenes (seeds 1100..) for each
 # sampling setting in SAMPLING ("steps:max_guidance" pairs), all at once. Everything comes back as one
@@ -16,7 +16,7 @@ if [ "${DECODER_MIN:-0}" != 0 ]; then
 fi
 if [ "${UNET_MIN:-0}" != 0 ]; then
   python -m weights.tiny.train --stage unet --minutes $UNET_MIN --cuda-graph --batch ${BATCH:-64} --lr ${LR:-5e-5} \
-    --ema ${EMA:-0.9995} --log-every 250 $T 2>&1 | tee -a $LOG | tail -3
+    --ema ${EMA:-0.9995} ${PAN_PROB:+--pan-prob $PAN_PROB} --log-every 250 $T 2>&1 | tee -a $LOG | tail -3
 fi
 # SAMPLING="" skips the evaluation (32 scenes also take 83-100 s on a 2-core CPU). 12 processes at once
 # outran a 150 s limit on an H200 machine: hence the default EVAL_TIMEOUT of 400 s.

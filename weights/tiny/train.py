@@ -22,6 +22,7 @@ Training scenes use seeds >= TRAIN_SEED_BASE; seeds below HELD_OUT_SEEDS are nev
   python -m weights.tiny.train --stage unet --minutes 8.5
 """
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import time
@@ -327,6 +328,8 @@ def train(args):
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(meta["next_seed"])
     wcfg = world_config(cfg)
+    if args.pan_prob is not None:
+        wcfg = dataclasses.replace(wcfg, p_pan=args.pan_prob)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     vae = Trainee("vae", VAE(cfg.vae), args.lr_vae, 0.999, device)
@@ -423,6 +426,9 @@ def main():
                    help="vae/decoder stages: weight of the per-frame mean-colour error term (0: off)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the U-Net and CLIP weights")
     p.add_argument("--dmax", type=float, default=0.3, help="scene difficulty drawn uniformly in [0, dmax]")
+    p.add_argument("--pan-prob", type=float, default=None,
+                   help="probability of a camera pan at difficulty 1 (scaled by difficulty, capped at 1; default: "
+                        f"the world's {world.WorldConfig.p_pan}); higher shows the U-Net more camera motion")
     p.add_argument("--cuda-graph", action="store_true", help="capture the U-Net training step as one CUDA graph")
     p.add_argument("--workers", type=int, default=8, help="CPU processes drawing scene parameters")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
@@ -431,6 +437,8 @@ def main():
     args = p.parse_args()
     if args.colour_weight < 0:
         p.error(f"--colour-weight {args.colour_weight}: expected a weight >= 0")
+    if args.pan_prob is not None and args.pan_prob < 0:
+        p.error(f"--pan-prob {args.pan_prob}: expected a probability scale >= 0")
     if args.prep_chunk < 1:
         p.error(f"--prep-chunk {args.prep_chunk}: expected a number of batches >= 1")
     train(args)

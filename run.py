@@ -94,7 +94,7 @@ def main(args) -> Path:
     timings["load_weights"] = time.perf_counter() - t
     speed = speed_settings(args, device)
     svd.unet.set_checkpointing(speed["checkpointing"])
-    sampling_unet = torch.compile(svd.unet) if args.compile else svd.unet   # same weights; hook stays eager
+    sampling_unet = torch.compile(svd.unet) if args.compile else svd.unet   # same weights
 
     # 5. Generate. With --trajectory, SG-I2V's step hook (guidance/sg_i2v.py) runs before each denoising
     #    step and optimises the latent inside its window; generate builds it once the conditioning exists.
@@ -102,7 +102,8 @@ def main(args) -> Path:
 
     def make_on_step(conditioning, sigmas):
         return make_step_hook(guidance, svd.unet, conditioning, boxes, len(sigmas) - 1, losses=losses,
-                              on_loss=progress.show_loss)
+                              on_loss=progress.show_loss,
+                              compile_backend="inductor" if args.compile else None)
     t = time.perf_counter()
     frames = generate(sampling_unet, svd.vae, svd.clip, image, s["frames"], s["height"], s["width"], s["steps"],
                       fps=s["fps"], motion_bucket_id=s["motion_bucket"], noise_aug_strength=s["noise_aug"],
@@ -437,8 +438,8 @@ def parser() -> argparse.ArgumentParser:
                    help="for 16 GB GPUs: checkpoint every block, and keep CLIP and the VAE off the GPU while the "
                         "U-Net samples and the U-Net off it while the VAE decodes")
     f.add_argument("--compile", action="store_true",
-                   help="torch.compile the U-Net for the denoising steps (the optimisation stays eager); the "
-                        "first run compiles for a minute or two")
+                   help="torch.compile the U-Net for the denoising steps, and SG-I2V's truncated forward and its "
+                        "backward for the optimisation; the first run spends minutes compiling")
 
     d = SGI2VConfig()                                                  # the paper's defaults
     g = p.add_argument_group("SG-I2V trajectory control (guidance/sg_i2v.py; used with --trajectory)")

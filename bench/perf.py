@@ -16,7 +16,9 @@ Runs ("--runs", comma-separated):
   sgi2v              our SG-I2V default run as `run.py` on CUDA does it (fp16 weights)
   sgi2v_bf16         the same in bf16 weights (no loss scaling)
   a run name may carry options after '+': cudnn / flash / efficient (the attention kernel),
-  channels_last, compile (torch.compile of the whole U-Net for the denoising steps), regions (UNet.compile_regions:
+  channels_last, compile (torch.compile of the whole U-Net for the denoising steps), compile_features
+  (torch.compile of the optimisation's truncated forward and backward, features.extract_features_compiled;
+  run.py --compile is +compile+compile_features), regions (UNet.compile_regions:
   the capture-free pieces of every block, for the denoising steps and the optimisation alike),
   ckpt_ff / ckpt_transformers / ckpt_blocks (UNet.set_checkpointing),
   offload (generate(offload=True)); e.g. sgi2v+ckpt_ff+compile; run.py --low-vram is +ckpt_blocks+offload
@@ -117,7 +119,7 @@ def set_memory_format(module, channels_last: bool):
 
 def parse_run(text):
     name, *opts = text.split("+")
-    known = {"cudnn", "flash", "efficient", "math", "channels_last", "compile", "regions", "offload",
+    known = {"cudnn", "flash", "efficient", "math", "channels_last", "compile", "compile_features", "regions", "offload",
              "ckpt_ff", "ckpt_transformers", "ckpt_blocks"}
     bad = [o for o in opts if o not in known]
     if name not in ("diffusers", "plain", "sgi2v", "sgi2v_bf16") or bad:
@@ -208,7 +210,7 @@ def run_ours(models, image, size, steps, device, dtype, guided, opts, window=(0.
     if "regions" in opts:
         unet.compile_regions()
     clock = StageClock(device)
-    sampling_unet = torch.compile(unet) if "compile" in opts else unet     # as run.py --compile: hook stays eager
+    sampling_unet = torch.compile(unet) if "compile" in opts else unet
     clip.forward = clock.wrap(clip.forward, "clip")
     vae.encode = clock.wrap(vae.encode, "vae_encode")
     vae.decode = clock.wrap(vae.decode, "vae_decode")
@@ -217,7 +219,8 @@ def run_ours(models, image, size, steps, device, dtype, guided, opts, window=(0.
     def once(n, win):
         clock.seconds.clear(), clock.peak_gib.clear()
         def make(c, sigmas):
-            hook = make_step_hook(SGI2VConfig(window=win), unet, c, boxes, len(sigmas) - 1)
+            hook = make_step_hook(SGI2VConfig(window=win), unet, c, boxes, len(sigmas) - 1,
+                                  compile_backend="inductor" if "compile_features" in opts else None)
             return clock.wrap(hook, "optimisation")
         models.ours_to(device)
         if device.type == "cuda":

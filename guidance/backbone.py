@@ -59,7 +59,7 @@ def temporal_attention(layer: Layer) -> str:
 
 def stop_after(layers) -> str:
     """The module after which the forward pass can end: the output of the deepest chosen layer."""
-    return layer_output(max(tuple(layer) for layer in layers))
+    return layer_output(max([tuple(layer) for layer in layers]))
 
 
 def feature_size(unet, layer: Layer, latent_size) -> tuple:

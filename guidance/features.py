@@ -127,3 +127,21 @@ def extract_features(unet, latent, sigma, cond, source: str = "aligned", layers=
     capture = FeatureCapture(unet, source, layers, num_frames, latent_size)
     backbone.conditional_forward(unet, latent, sigma, cond, capture, backbone.stop_after(layers), autocast_dtype)
     return capture.features()
+
+
+_compiled_extract_features = {}                                        # torch.compile backend -> function
+
+
+def extract_features_compiled(*args, backend: str = "inductor", **kwargs):
+    """extract_features through torch.compile (run.py --compile): the truncated forward becomes one
+    graph and, through AOTAutograd, so does its backward, each fused by inductor; same results up to
+    floating-point rounding (tests/test_fast_path.py; bench/perf.py on the GPU). The first call compiles.
+
+    With activation checkpointing, `capture.record` (a dict write) runs inside the checkpointed
+    transformers. Eager checkpointing replays it when the backward recomputes the forward, storing the
+    same map again, which nothing reads; dynamo refuses such a side effect unless told to skip it in
+    the recompute, which is therefore what it is told."""
+    if backend not in _compiled_extract_features:
+        _compiled_extract_features[backend] = torch.compile(extract_features, backend=backend)
+    with torch._dynamo.config.patch(skip_fwd_side_effects_in_bwd_under_checkpoint=True):
+        return _compiled_extract_features[backend](*args, **kwargs)

@@ -22,10 +22,11 @@ freetraj.py is the FreeTraj-style baseline of Table 1. With sampler.conditioning
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
-from guidance.features import SOURCES, extract_features
+from guidance.features import SOURCES, extract_features, extract_features_compiled
 from guidance.frequency import restore_high_frequency
 from guidance.freetraj import copy_noise_along_boxes
 from guidance.loss import HEATMAPS
@@ -65,13 +66,16 @@ def optimised_steps(num_steps: int, window=(0.1, 0.4)) -> list:
 
 
 def make_step_hook(cfg: SGI2VConfig, unet, conditioning, latent_boxes, num_steps: int, autocast_dtype=None,
-                   losses: dict = None, on_loss=None):
+                   losses: dict = None, on_loss=None, compile_backend: str | None = None):
     """on_step(i, x, sigma) -> x for sample_euler (generate's make_on_step builds it). conditioning:
     generate's [uncond, cond] Conditioning (only the conditional half is used); latent_boxes (B, F, 4)
     from trajectory.latent_boxes; autocast_dtype: see backbone.conditional_forward. Each optimised step
-    i stores its per-iteration losses in `losses[i]` (if given) and calls on_loss(i, those losses)."""
+    i stores its per-iteration losses in `losses[i]` (if given) and calls on_loss(i, those losses).
+    compile_backend: e.g. "inductor" runs the feature extraction (forward and backward) through
+    torch.compile with that backend (features.extract_features_compiled); None: eager."""
     cond, steps = conditioning.cond(), set(optimised_steps(num_steps, cfg.window))
     float16_forward = (autocast_dtype or next(unet.parameters()).dtype) == torch.float16
+    features = (partial(extract_features_compiled, backend=compile_backend) if compile_backend else extract_features)
 
     def on_step(i, x, sigma):                                          # x (1, F, 4, h, w)
         if cfg.baseline == "freetraj":
@@ -80,7 +84,7 @@ def make_step_hook(cfg: SGI2VConfig, unet, conditioning, latent_boxes, num_steps
             return x
 
         def features_of(z):                                            # (1, F, 4, h, w) -> (F, h, w, C)
-            return extract_features(unet, z, sigma, cond, cfg.feature_source, cfg.layers, autocast_dtype)
+            return features(unet, z, sigma, cond, cfg.feature_source, cfg.layers, autocast_dtype)
         z_optimised, step_losses = optimize_latent(features_of, x, latent_boxes, cfg.iterations, cfg.lr,
                                                    cfg.weighting, scale_gradients=float16_forward)
         if losses is not None:

@@ -65,13 +65,13 @@ def test_checkpointing_modes_give_identical_gradients():
         unet.set_checkpointing("all")
 
 
-def guided_run(svd, task, cfg, offload=False):
+def guided_run(svd, task, cfg, offload=False, compile_backend=None):
     """(frames, [(step, latent before, latent after)]) of one generation with the step hook recorded."""
     s, steps = svd.cfg.sampling, []
     boxes = latent_boxes(task.traj)
 
     def make_on_step(conditioning, sigmas):
-        hook = make_step_hook(cfg, svd.unet, conditioning, boxes, len(sigmas) - 1)
+        hook = make_step_hook(cfg, svd.unet, conditioning, boxes, len(sigmas) - 1, compile_backend=compile_backend)
 
         def on_step(i, x, sigma):
             out = hook(i, x, sigma)
@@ -109,3 +109,35 @@ def test_bf16_checkpointed_offloaded_path_matches_fp32():
     m_ref, m_none, m_fast = (summarise([measure(v, task)])["objmc"] for v in (ref, none, fast))
     assert m_none - m_ref > 1.0, (m_none, m_ref)                        # the control does something here
     assert abs(m_fast - m_ref) <= 0.25 * (m_none - m_ref), (m_fast, m_ref, m_none)
+
+
+@pytest.mark.skipif(not (SHIPPED_TINY / "sgi2v_config.json").exists(), reason="no shipped tiny model")
+def test_compiled_feature_extraction_matches_eager():
+    """run.py --compile's optimisation path: features.extract_features_compiled with every transformer
+    checkpointed (the CUDA default), against eager, fp32, on the shipped tiny model and the task above.
+    On the CPU it runs with torch.compile's aot_eager backend: dynamo's capture of the truncated forward
+    (the capture hook, the early stop, the checkpointed regions with their side effect) and AOTAutograd's
+    forward/backward graphs, i.e. everything of torch.compile that our code steers, without inductor's
+    code generation (minutes of C++ compiling on 2 cores), which bench/perf.py compares on the GPU.
+    One graph and no graph break: a break would silently fall back to eager for part of the pass.
+    Tolerance: the same ATen ops in another order round differently (float32, ~1e-7 relative); AdamW's
+    normalised steps carry that into the latent, so each optimised latent may differ from eager by at
+    most 1e-3 of the change the optimisation made, and the video by at most 1/255 anywhere."""
+    import torch._dynamo.utils
+    model = load_svd()
+    model.unet.set_checkpointing("transformers")
+    task = build_tasks(1, world_config(model.cfg))[0]
+    cfg = parse_variant("tiny")
+    ref, ref_steps = guided_run(model, task, cfg)
+    torch._dynamo.utils.counters.clear()
+    out, out_steps = guided_run(model, task, cfg, compile_backend="aot_eager")
+    stats = torch._dynamo.utils.counters
+    assert stats["stats"]["unique_graphs"] == 1 and not stats["graph_break"], (dict(stats["stats"]), dict(stats["graph_break"]))
+    assert [i for i, *_ in out_steps] == [i for i, *_ in ref_steps] and ref_steps
+    for (i, before, after), (_, _, out_after) in zip(ref_steps, out_steps):
+        gap = float((out_after - after).norm() / (after - before).norm())
+        print(f"step {i}: compiled vs eager {gap:.2e} of the optimisation's change")
+        assert gap <= 1e-3, (i, gap)
+    diff = np.abs(np.asarray(out, dtype=np.float64) - np.asarray(ref, dtype=np.float64)).max()
+    print(f"video max abs diff {diff}")
+    assert diff <= 1.0, diff

@@ -18,8 +18,7 @@ Runs ("--runs", comma-separated):
   a run name may carry options after '+': cudnn / flash / efficient (the attention kernel),
   channels_last, compile (torch.compile of the whole U-Net for the denoising steps), compile_features
   (torch.compile of the optimisation's truncated forward and backward, features.extract_features_compiled;
-  run.py --compile is +compile+compile_features), regions (UNet.compile_regions:
-  the capture-free pieces of every block, for the denoising steps and the optimisation alike),
+  run.py --compile is +compile+compile_features),
   ckpt_ff / ckpt_transformers / ckpt_blocks (UNet.set_checkpointing),
   offload (generate(offload=True)); e.g. sgi2v+ckpt_ff+compile; run.py --low-vram is +ckpt_blocks+offload
 --probe adds micro-benchmarks of one guided U-Net call (batch 2) and one optimisation iteration under
@@ -119,7 +118,7 @@ def set_memory_format(module, channels_last: bool):
 
 def parse_run(text):
     name, *opts = text.split("+")
-    known = {"cudnn", "flash", "efficient", "math", "channels_last", "compile", "compile_features", "regions", "offload",
+    known = {"cudnn", "flash", "efficient", "math", "channels_last", "compile", "compile_features", "offload",
              "ckpt_ff", "ckpt_transformers", "ckpt_blocks"}
     bad = [o for o in opts if o not in known]
     if name not in ("diffusers", "plain", "sgi2v", "sgi2v_bf16") or bad:
@@ -207,8 +206,6 @@ def run_ours(models, image, size, steps, device, dtype, guided, opts, window=(0.
     if "channels_last" in opts:
         set_memory_format(unet, True)
     unet.set_checkpointing(next((o[5:] for o in opts if o.startswith("ckpt_")), "none"))
-    if "regions" in opts:
-        unet.compile_regions()
     clock = StageClock(device)
     sampling_unet = torch.compile(unet) if "compile" in opts else unet
     clip.forward = clock.wrap(clip.forward, "clip")
@@ -240,7 +237,6 @@ def run_ours(models, image, size, steps, device, dtype, guided, opts, window=(0.
             delattr(m, attr)
         set_memory_format(unet, False)
         unet.set_checkpointing("none")
-        unet.uncompile_regions()
         models.ours_to(device)
     out = {"total_s": total, "warmup_s": warm, "stages_s": with_sampling(clock.seconds, total),
            "stage_peak_gib": dict(clock.peak_gib), "peak_gib": max(clock.peak_gib.values())}

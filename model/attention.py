@@ -96,9 +96,6 @@ class BasicTransformerBlock(nn.Module):
 
     def _forward(self, x, context, capture=None):                  # x (B*T, h*w, C), context (B*T, 1, Cc)
         x = x + self.attn1(self.norm1(x), capture=capture)
-        return self._cross_attention_and_ff(x, context)
-
-    def _cross_attention_and_ff(self, x, context):                 # no capture here: UNet.compile_regions
         x = x + self.attn2(self.norm2(x), context)
         return x + self.ff(self.norm3(x))
 
@@ -119,17 +116,12 @@ class TemporalBasicTransformerBlock(nn.Module):
 
     def _forward(self, x, num_frames, context, capture=None):      # x (B*T, L, C), context (B*L, 1, Cc)
         bt, length, c = x.shape
-        x = self._to_frames_last_and_ff_in(x, num_frames)            # (B*L, T, C)
+        x = x.reshape(bt // num_frames, num_frames, length, c).permute(0, 2, 1, 3).reshape(-1, num_frames, c)  # (B*L, T, C)
+        x = x + self.ff_in(self.norm_in(x))
         x = x + self.attn1(self.norm1(x), capture=capture)
-        x = self._cross_attention_and_ff(x, context)
+        x = x + self.attn2(self.norm2(x), context)
+        x = x + self.ff(self.norm3(x))
         return x.reshape(bt // num_frames, length, num_frames, c).permute(0, 2, 1, 3).reshape(bt, length, c)  # (B*T, L, C)
-
-    def _to_frames_last_and_ff_in(self, x, num_frames):            # (B*T, L, C) -> (B*L, T, C)
-        bt, length, c = x.shape
-        x = x.reshape(bt // num_frames, num_frames, length, c).permute(0, 2, 1, 3).reshape(-1, num_frames, c)
-        return x + self.ff_in(self.norm_in(x))
-
-    _cross_attention_and_ff = BasicTransformerBlock._cross_attention_and_ff   # the same norm2/attn2/norm3/ff
 
 
 class TransformerSpatioTemporalModel(nn.Module):

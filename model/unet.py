@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.attention import BasicTransformerBlock, FeedForward, TemporalBasicTransformerBlock, TransformerSpatioTemporalModel
+from model.attention import FeedForward, TransformerSpatioTemporalModel
 from model.config import UNetConfig
 from model.layers import Downsample2D, SpatioTemporalResBlock, TimestepEmbedding, Upsample2D, timestep_sinusoid
 
@@ -134,36 +134,6 @@ class UNet(nn.Module):
                 m.checkpoint = mode == "blocks"
             elif hasattr(m, "checkpoint"):                      # spatial and temporal transformer blocks
                 m.checkpoint = mode in ("transformers", "blocks")
-        return self
-
-    def compile_regions(self, **compile_options):
-        """torch.compile, in place, the pieces of the blocks that never hand tensors to `capture`:
-        every resnet block (SpatioTemporalResBlock._forward) and every transformer block's
-        cross-attention + feed-forward (and the temporal block's input feed-forward). What SG-I2V
-        reads (the self-attentions, the block outputs) stays eager, so the same compiled pieces serve
-        the denoising steps and the latent optimisation's forward and backward. Pieces of one kind
-        and shape share a compiled graph ("regional compilation"): a fraction of the whole U-Net's
-        compile time. Inductor fuses the memory-bound work (norms, SiLU / GELU, residual adds,
-        blends): the same arithmetic, in another rounding order. Measured in bench/perf.py."""
-        import torch._dynamo
-        limit = torch._dynamo.config                               # one graph per piece, shape and grad mode
-        limit.cache_size_limit = max(limit.cache_size_limit, 256)
-        limit.accumulated_cache_size_limit = max(limit.accumulated_cache_size_limit, 1024)
-        for m, name in self.regions():
-            setattr(m, name, torch.compile(getattr(m, name), **compile_options))   # shadows the method
-        return self
-
-    COMPILED_REGIONS = {SpatioTemporalResBlock: ("_forward",), BasicTransformerBlock: ("_cross_attention_and_ff",),
-                        TemporalBasicTransformerBlock: ("_cross_attention_and_ff", "_to_frames_last_and_ff_in")}
-
-    def regions(self):
-        """(module, method name) of every piece compile_regions compiles."""
-        return [(m, name) for m in self.modules() for name in self.COMPILED_REGIONS.get(type(m), ())]
-
-    def uncompile_regions(self):
-        """Undoes compile_regions: the methods are no longer shadowed by their compiled versions."""
-        for m, name in self.regions():
-            m.__dict__.pop(name, None)
         return self
 
     def embed(self, timestep, added_time_ids, batch: int, dtype):

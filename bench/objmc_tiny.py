@@ -60,7 +60,7 @@ high-frequency restore), order_N, uniform (box weights), freetraj (the FreeTraj-
 default list runs the ablations on top of `tiny` ("tiny+source_moft", ...). Every variant uses the same
 sampling seed, so the differences are the guidance's.
 
-Measured on the first 8 tasks, CPU (bench/results/objmc_tiny_cpu8.json): no control 7.46 px; the paper's
+Measured on an earlier model, first 8 tasks, CPU (bench/results/objmc_tiny_cpu8.json): no control 7.46 px; the paper's
 defaults 6.59 px (0.88x); tiny 3.60 px (0.48x), found 100%; first-frame-aligned features (3.60) <
 up-block outputs (4.00) < plain self-attention (8.63, worse than no control); the camera case is not
 controlled on this model (5.91 px vs 5.02 without control, 2 scenes). The whole default list on 32 tasks

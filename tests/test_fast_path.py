@@ -5,8 +5,9 @@
 2. The fast path the GPU uses, reduced to what a CPU can run: bf16 weights, every block checkpointed,
    networks offloaded (run.py --low-vram --dtype bf16), against fp32 with nothing of that, on the shipped
    tiny model, bench task seed 3000 (one sprite redirected), 10 steps, the tiny guidance setting.
-   torch.compile is not covered here: on 2 CPU cores, `python -m bench.perf --smoke` spent 634 s compiling
-   even the unit-test U-Net (model.config.tiny()).
+3. run.py --compile's optimisation path (features.extract_features_compiled) against eager, through the
+   aot_eager backend (inductor's code generation takes minutes on 2 CPU cores; bench/perf.py compares
+   the inductor-compiled video with the eager one on the GPU).
 
 Tolerances: bf16 keeps 8 bits of mantissa (relative rounding 2^-9), so the fast path cannot be
 bit-identical; the question is whether its error is small next to what the method does. So each gap is

@@ -3,6 +3,7 @@
     python -m bench.objmc_tiny --scenes 32 --out bench/results/objmc_tiny.json --strip bench/results/objmc_tiny.png
     python -m bench.objmc_tiny --scenes 6 --variants none,sgi2v,freetraj --device cpu --threads 1
     python -m bench.objmc_tiny --merge a.json b.json --out ab.json     # processes run side by side
+    python -m bench.objmc_tiny --intervals bench/results/objmc_tiny.json  # ratios with bootstrap intervals
 
 The task set (deterministic; `build_tasks`). Scenes come from seeds 3000, 3001, ... of the tiny world
 (weights/tiny/world.py; training uses seeds >= 1,000,000, so these are held out), with difficulty cycling
@@ -500,6 +501,33 @@ def table(summaries: dict) -> str:
     return "\n".join(lines)
 
 
+def ratio_interval(rows, base_rows, level=0.9, draws=10000, seed=0):
+    """Bootstrap interval over tasks of ObjMC(rows) / ObjMC(base_rows), the two variants' per-task rows on
+    the same tasks: tasks are drawn with replacement (the same draw for both), and each draw's ratio is
+    of the pooled ObjMCs, as summarise pools them. Returns (low, high), the central `level` of the draws."""
+    def sums(rs):                                                      # (tasks, 2): error sum, found frames
+        return np.array([[sum(e for s in r["sprites"] for e in s["error_px"] if e is not None),
+                          sum(e is not None for s in r["sprites"] for e in s["error_px"])] for r in rs], float)
+    a, b = sums(rows), sums(base_rows)
+    pick = np.random.default_rng(seed).integers(0, len(a), (draws, len(a)))         # (draws, tasks)
+    ratios = (a[pick, 0].sum(1) / a[pick, 1].sum(1)) / (b[pick, 0].sum(1) / b[pick, 1].sum(1))
+    return tuple(np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2]))
+
+
+def intervals(path):
+    """Prints each variant's ObjMC ratio to no control with its 90% bootstrap interval over the tasks."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"--intervals: no such result file: {path}")
+    record = json.load(open(path))
+    rows = record["per_task"]
+    if "none" not in rows:
+        raise SystemExit(f"--intervals {path}: it has no 'none' variant to divide by")
+    print(f"{len(rows['none'])} tasks; ObjMC / no control, 90% bootstrap interval over tasks (10,000 draws)")
+    for v, s in record["summary"].items():
+        low, high = ratio_interval(rows[v], rows["none"])
+        print(f"{v:32s} {s['objmc'] / record['summary']['none']['objmc']:5.2f}  [{low:.2f}, {high:.2f}]")
+
+
 def merge(paths, out):
     """One record from the JSON files of several processes run side by side (same tasks, same model)."""
     missing = [path for path in paths if not os.path.isfile(path)]
@@ -524,6 +552,11 @@ def main(argv=None):
             raise SystemExit("--merge FILES... --out FILE: name the merged file with --out")
         i = args.index("--out")
         return merge(args[:i] + args[i + 2:], args[i + 1])
+    if argv is None and "--intervals" in sys.argv:                    # python -m bench.objmc_tiny --intervals FILE
+        args = sys.argv[sys.argv.index("--intervals") + 1:]
+        if len(args) != 1:
+            raise SystemExit("--intervals FILE: name one result file")
+        return intervals(args[0])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=None, help="model folder (default: the shipped tiny model)")
     p.add_argument("--scenes", type=int, default=32, help="number of tasks (default 32)")

@@ -501,7 +501,10 @@ def table(summaries: dict) -> str:
     return "\n".join(lines)
 
 
-def ratio_interval(rows, base_rows, level=0.9, draws=10000, seed=0):
+INTERVAL_LEVEL, INTERVAL_DRAWS = 0.9, 10000                          # --intervals: central 90% of 10,000 draws
+
+
+def ratio_interval(rows, base_rows, level=INTERVAL_LEVEL, draws=INTERVAL_DRAWS, seed=0):
     """Bootstrap interval over tasks of ObjMC(rows) / ObjMC(base_rows), the two variants' per-task rows on
     the same tasks: tasks are drawn with replacement (the same draw for both), and each draw's ratio is
     of the pooled ObjMCs, as summarise pools them. Returns (low, high), the central `level` of the draws."""
@@ -515,14 +518,15 @@ def ratio_interval(rows, base_rows, level=0.9, draws=10000, seed=0):
 
 
 def intervals(path):
-    """Prints each variant's ObjMC ratio to no control with its 90% bootstrap interval over the tasks."""
+    """Prints each variant's ObjMC ratio to no control with its bootstrap interval over the tasks."""
     if not os.path.isfile(path):
         raise SystemExit(f"--intervals: no such result file: {path}")
     record = json.load(open(path))
     rows = record["per_task"]
     if "none" not in rows:
         raise SystemExit(f"--intervals {path}: it has no 'none' variant to divide by")
-    print(f"{len(rows['none'])} tasks; ObjMC / no control, 90% bootstrap interval over tasks (10,000 draws)")
+    print(f"{len(rows['none'])} tasks; ObjMC / no control, {INTERVAL_LEVEL:.0%} bootstrap interval over tasks "
+          f"({INTERVAL_DRAWS:,} draws)")
     for v, s in record["summary"].items():
         low, high = ratio_interval(rows[v], rows["none"])
         print(f"{v:32s} {s['objmc'] / record['summary']['none']['objmc']:5.2f}  [{low:.2f}, {high:.2f}]")
@@ -546,17 +550,6 @@ def merge(paths, out):
 
 
 def main(argv=None):
-    if argv is None and "--merge" in sys.argv:                        # python -m bench.objmc_tiny --merge A B ... --out C
-        args = sys.argv[sys.argv.index("--merge") + 1:]
-        if "--out" not in args or args.index("--out") + 1 >= len(args):
-            raise SystemExit("--merge FILES... --out FILE: name the merged file with --out")
-        i = args.index("--out")
-        return merge(args[:i] + args[i + 2:], args[i + 1])
-    if argv is None and "--intervals" in sys.argv:                    # python -m bench.objmc_tiny --intervals FILE
-        args = sys.argv[sys.argv.index("--intervals") + 1:]
-        if len(args) != 1:
-            raise SystemExit("--intervals FILE: name one result file")
-        return intervals(args[0])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=None, help="model folder (default: the shipped tiny model)")
     p.add_argument("--scenes", type=int, default=32, help="number of tasks (default 32)")
@@ -572,7 +565,18 @@ def main(argv=None):
     p.add_argument("--strip", default=None, help="PNG: the first --strip-scenes tasks, one row each for none, sgi2v "
                    "and tiny (those run), target boxes drawn")
     p.add_argument("--strip-scenes", type=int, default=4)
+    p.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                   help="instead of generating: merge these result files of processes run side by side into --out")
+    p.add_argument("--intervals", metavar="JSON", default=None,
+                   help="instead of generating: print each variant's ratio to no control in this result file, with "
+                        f"its {INTERVAL_LEVEL:.0%} bootstrap interval over tasks")
     args = p.parse_args(argv)
+    if args.merge:
+        if not args.out:
+            p.error("--merge FILES... --out FILE: name the merged file with --out")
+        return merge(args.merge, args.out)
+    if args.intervals:
+        return intervals(args.intervals)
     if args.threads:
         torch.set_num_threads(args.threads)
     variants = [v for v in args.variants.split(",") if v]

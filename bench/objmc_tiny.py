@@ -4,6 +4,8 @@
     python -m bench.objmc_tiny --scenes 6 --variants none,sgi2v,freetraj --device cpu --threads 1
     python -m bench.objmc_tiny --merge a.json b.json --out ab.json     # processes run side by side
     python -m bench.objmc_tiny --intervals bench/results/objmc_tiny.json  # ratios with bootstrap intervals
+    python -m bench.objmc_tiny --scenes 128 --shard 0/16 --out s0.json  # tasks 0, 16, 32, ...: one of 16 shards
+    python -m bench.objmc_tiny --pool s0.json s1.json ... --out all.json  # the shards of one run, pooled
 
 The task set (deterministic; `build_tasks`). Scenes come from seeds 3000, 3001, ... of the tiny world
 (weights/tiny/world.py; training uses seeds >= 1,000,000, so these are held out), with difficulty cycling
@@ -549,6 +551,47 @@ def merge(paths, out):
     print(table(merged["summary"]))
 
 
+def pool(paths, out):
+    """One record from the JSON files of disjoint shards of one task set (--shard I/N: same model, steps,
+    seed, bucket and variants; no task in two files): the tasks and rows are concatenated in task order and
+    every variant's summary is recomputed over all of them (pooled, as one run of the whole set would be)."""
+    missing = [path for path in paths if not os.path.isfile(path)]
+    if not paths or missing:
+        raise SystemExit(f"--pool: no such result file(s): {' '.join(missing) or '(none given)'}")
+    records = [json.load(open(path)) for path in paths]
+    same = ("model", "steps", "seed", "motion_bucket")
+    if len({json.dumps([r[k] for k in same] + [sorted(r["summary"])]) for r in records}) != 1:
+        raise SystemExit(f"--pool {' '.join(paths)}: the files differ in one of {', '.join(same)} or in their "
+                         "variants; pool only the shards of one run")
+    tasks = sorted((t for r in records for t in r["tasks"]), key=lambda t: t["index"])
+    if len({t["index"] for t in tasks}) != len(tasks):
+        raise SystemExit(f"--pool {' '.join(paths)}: a task appears in two files (shards must be disjoint)")
+    pooled = {k: v for k, v in records[0].items() if k not in ("command", "tasks", "summary", "per_task")}
+    pooled["command"], pooled["tasks"] = [r["command"] for r in records], tasks
+    pooled["summary"], pooled["per_task"] = {}, {}
+    for v, first in records[0]["summary"].items():
+        rows = sorted((row for r in records for row in r["per_task"][v]), key=lambda row: row["index"])
+        s = summarise(rows)
+        s["seconds"] = sum(r["summary"][v]["seconds"] for r in records)
+        s["settings"], s["optimised_steps"] = first["settings"], first["optimised_steps"]
+        pooled["summary"][v], pooled["per_task"][v] = s, rows
+    with open(out, "w") as f:
+        json.dump(pooled, f, indent=1)
+    print(f"{len(tasks)} tasks from {len(records)} files")
+    print(table(pooled["summary"]))
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 0 <= I < N."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected 0 <= I < N")
+    return i, n
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=None, help="model folder (default: the shipped tiny model)")
@@ -567,6 +610,10 @@ def main(argv=None):
     p.add_argument("--strip-scenes", type=int, default=4)
     p.add_argument("--merge", nargs="+", metavar="JSON", default=None,
                    help="instead of generating: merge these result files of processes run side by side into --out")
+    p.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="I/N",
+                   help="run only the tasks whose index %% N == I (of the --scenes tasks); --pool joins the shards")
+    p.add_argument("--pool", nargs="+", metavar="JSON", default=None,
+                   help="instead of generating: join these shards (--shard) of one run into --out")
     p.add_argument("--intervals", metavar="JSON", default=None,
                    help="instead of generating: print each variant's ratio to no control in this result file, with "
                         f"its {INTERVAL_LEVEL:.0%} bootstrap interval over tasks")
@@ -575,6 +622,10 @@ def main(argv=None):
         if not args.out:
             p.error("--merge FILES... --out FILE: name the merged file with --out")
         return merge(args.merge, args.out)
+    if args.pool:
+        if not args.out:
+            p.error("--pool FILES... --out FILE: name the pooled file with --out")
+        return pool(args.pool, args.out)
     if args.intervals:
         return intervals(args.intervals)
     if args.threads:
@@ -584,7 +635,9 @@ def main(argv=None):
     svd = load_svd(args.weights, device=args.device)
     wcfg = world_config(svd.cfg)
     steps = args.steps or svd.cfg.sampling.num_steps
-    tasks = build_tasks(args.scenes, wcfg, args.first_seed, args.motion_bucket)
+    shard, shards = args.shard
+    tasks = [t for t in build_tasks(args.scenes, wcfg, args.first_seed, args.motion_bucket)
+             if t.index % shards == shard]
     kinds = {k: sum(t.kind == k for t in tasks) for k in ("object", "camera")}
     roles = {}
     for t in tasks:

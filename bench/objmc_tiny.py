@@ -534,12 +534,17 @@ def intervals(path):
         print(f"{v:32s} {s['objmc'] / record['summary']['none']['objmc']:5.2f}  [{low:.2f}, {high:.2f}]")
 
 
-def merge(paths, out):
-    """One record from the JSON files of several processes run side by side (same tasks, same model)."""
+def load_results(paths, option):
+    """The result records in JSON files `paths`; a missing file is an error naming `option`."""
     missing = [path for path in paths if not os.path.isfile(path)]
     if not paths or missing:
-        raise SystemExit(f"--merge: no such result file(s): {' '.join(missing) or '(none given)'}")
-    records = [json.load(open(path)) for path in paths]
+        raise SystemExit(f"{option}: no such result file(s): {' '.join(missing) or '(none given)'}")
+    return [json.load(open(path)) for path in paths]
+
+
+def merge(paths, out):
+    """One record from the JSON files of several processes run side by side (same tasks, same model)."""
+    records = load_results(paths, "--merge")
     if len({json.dumps(r["tasks"]) for r in records}) != 1 or len({r["model"] for r in records}) != 1:
         raise SystemExit(f"--merge {' '.join(paths)}: the files are not of the same tasks and model")
     merged = {k: v for k, v in records[0].items() if k not in ("command", "summary", "per_task")}
@@ -555,10 +560,7 @@ def pool(paths, out):
     """One record from the JSON files of disjoint shards of one task set (--shard I/N: same model, steps,
     seed, bucket and variants; no task in two files): the tasks and rows are concatenated in task order and
     every variant's summary is recomputed over all of them (pooled, as one run of the whole set would be)."""
-    missing = [path for path in paths if not os.path.isfile(path)]
-    if not paths or missing:
-        raise SystemExit(f"--pool: no such result file(s): {' '.join(missing) or '(none given)'}")
-    records = [json.load(open(path)) for path in paths]
+    records = load_results(paths, "--pool")
     same = ("model", "steps", "seed", "motion_bucket")
     if len({json.dumps([r[k] for k in same] + [sorted(r["summary"])]) for r in records}) != 1:
         raise SystemExit(f"--pool {' '.join(paths)}: the files differ in one of {', '.join(same)} or in their "

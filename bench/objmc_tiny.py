@@ -6,6 +6,7 @@
     python -m bench.objmc_tiny --intervals bench/results/objmc_tiny.json  # ratios with bootstrap intervals
     python -m bench.objmc_tiny --scenes 128 --shard 0/16 --out s0.json  # tasks 0, 16, 32, ...: one of 16 shards
     python -m bench.objmc_tiny --pool s0.json s1.json ... --out all.json  # the shards of one run, pooled
+    python -m bench.objmc_tiny --describe --scenes 128 --first-seed 11000  # the boxes and their contrast
 
 The task set (deterministic; `build_tasks`). Scenes come from seeds 3000, 3001, ... of the tiny world
 (weights/tiny/world.py; training uses seeds >= 1,000,000, so these are held out), with difficulty cycling
@@ -201,10 +202,31 @@ class Task:
         return {"index": self.index, "seed": self.seed, "difficulty": self.difficulty, "kind": self.kind,
                 "motion_bucket": self.motion_bucket, "shift_px_per_frame": self.shift,
                 "boxes": [{"role": r, "box": [round(float(v), 2) for v in self.traj.boxes[b]],
-                           "end": [round(float(v), 2) for v in self.traj.centres[b, -1]]}
+                           "end": [round(float(v), 2) for v in self.traj.centres[b, -1]],
+                           "contrast": round(box_contrast(self.truth[0], self.traj.boxes[b]), 2)}
                           for b, r in enumerate(self.roles)],
                 "scored": [{"sprite": s.k, "role": s.role, "target_end": np.round(s.target[-1], 2).tolist(),
                             "own_end": np.round(s.own[-1], 2).tolist()} for s in self.sprites]}
+
+
+def box_contrast(image: np.ndarray, box) -> float:
+    """Pixel standard deviation inside box (x0, y0, x1, y1) of an (H, W, 3) uint8 image, in levels of 255,
+    mean over the channels: how much a box gives SG-I2V's feature-matching loss to hold on to."""
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+    return float(image[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64).std(0).mean())
+
+
+def describe_tasks(tasks) -> None:
+    """Prints the task set: boxes per role with their frame-0 contrast (box_contrast)."""
+    kinds = {k: sum(t.kind == k for t in tasks) for k in ("object", "camera")}
+    print(f"{len(tasks)} tasks from seeds {tasks[0].seed}..{tasks[-1].seed}: {kinds}")
+    by_role = {}
+    for t in tasks:
+        for b, role in enumerate(t.roles):
+            by_role.setdefault(role, []).append(box_contrast(t.truth[0], t.traj.boxes[b]))
+    for role, c in sorted(by_role.items()):
+        print(f"{role:9s} {len(c):4d} boxes; pixel std inside (levels of 255): min {min(c):.1f}, "
+              f"median {np.median(c):.1f}, max {max(c):.1f}")
 
 
 def _inside(box, disp, W, H, margin=0.0) -> bool:
@@ -616,6 +638,8 @@ def main(argv=None):
                    help="run only the tasks whose index %% N == I (of the --scenes tasks); --pool joins the shards")
     p.add_argument("--pool", nargs="+", metavar="JSON", default=None,
                    help="instead of generating: join these shards (--shard) of one run into --out")
+    p.add_argument("--describe", action="store_true",
+                   help="instead of generating: print the --scenes tasks' boxes per role with their pixel contrast")
     p.add_argument("--intervals", metavar="JSON", default=None,
                    help="instead of generating: print each variant's ratio to no control in this result file, with "
                         f"its {INTERVAL_LEVEL:.0%} bootstrap interval over tasks")
@@ -640,6 +664,8 @@ def main(argv=None):
     shard, shards = args.shard
     tasks = [t for t in build_tasks(args.scenes, wcfg, args.first_seed, args.motion_bucket)
              if t.index % shards == shard]
+    if args.describe:
+        return describe_tasks(tasks)
     kinds = {k: sum(t.kind == k for t in tasks) for k in ("object", "camera")}
     roles = {}
     for t in tasks:

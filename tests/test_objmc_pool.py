@@ -1,6 +1,7 @@
-"""bench.objmc_tiny --shard / --pool: the shards of a run, pooled, are that run."""
+"""bench.objmc_tiny --shard / --pool (the shards of a run, pooled, are that run) and box_contrast."""
 import json
 
+import numpy as np
 import pytest
 
 from bench import objmc_tiny
@@ -43,3 +44,11 @@ def test_shard_must_be_i_of_n():
     for bad in ("2/2", "1", "a/3", "-1/2"):
         with pytest.raises(SystemExit):
             objmc_tiny.main(["--shard", bad, "--scenes", "1"])
+
+
+def test_box_contrast_is_the_pixel_std_in_levels():
+    image = np.full((8, 8, 3), 100, np.uint8)
+    assert objmc_tiny.box_contrast(image, (0, 0, 8, 8)) == 0.0
+    image[:, 4:] = 200                                                 # half 100, half 200: std 50
+    assert objmc_tiny.box_contrast(image, (0, 0, 8, 8)) == pytest.approx(50.0)
+    assert objmc_tiny.box_contrast(image, (4.2, 0, 8, 8)) == 0.0      # rounded to pixel edges: all 200

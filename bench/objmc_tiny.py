@@ -4,6 +4,7 @@
     python -m bench.objmc_tiny --scenes 6 --variants none,sgi2v,freetraj --device cpu --threads 1
     python -m bench.objmc_tiny --merge a.json b.json --out ab.json     # processes run side by side
     python -m bench.objmc_tiny --intervals bench/results/objmc_tiny.json  # ratios with bootstrap intervals
+    python -m bench.objmc_tiny --intervals F.json --base tiny+gamma_1 --kind object  # paired, object tasks only
     python -m bench.objmc_tiny --scenes 128 --shard 0/16 --out s0.json  # tasks 0, 16, 32, ...: one of 16 shards
     python -m bench.objmc_tiny --pool s0.json s1.json ... --out all.json  # the shards of one run, pooled
     python -m bench.objmc_tiny --describe --scenes 128 --first-seed 11000  # the boxes and their contrast
@@ -216,14 +217,24 @@ def box_contrast(image: np.ndarray, box) -> float:
     return float(image[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64).std(0).mean())
 
 
-def describe_tasks(tasks) -> None:
-    """Prints the task set: boxes per role with their frame-0 contrast (box_contrast)."""
+def task_set_line(tasks) -> str:
+    """One line: the number of tasks, their seeds, kinds, boxes per role and scored sprites."""
     kinds = {k: sum(t.kind == k for t in tasks) for k in ("object", "camera")}
-    print(f"{len(tasks)} tasks from seeds {tasks[0].seed}..{tasks[-1].seed}: {kinds}")
+    roles = {}
+    for t in tasks:
+        for r in t.roles:
+            roles[r] = roles.get(r, 0) + 1
+    return (f"{len(tasks)} tasks from seeds {tasks[0].seed}..{tasks[-1].seed}: {kinds}, boxes {roles}, "
+            f"{sum(len(t.sprites) for t in tasks)} scored sprites")
+
+
+def describe_tasks(tasks) -> None:
+    """Prints the task set: boxes per role with their frame-0 contrast (box_contrast, as in Task.describe)."""
+    print(task_set_line(tasks))
     by_role = {}
     for t in tasks:
-        for b, role in enumerate(t.roles):
-            by_role.setdefault(role, []).append(box_contrast(t.truth[0], t.traj.boxes[b]))
+        for box in t.describe()["boxes"]:
+            by_role.setdefault(box["role"], []).append(box["contrast"])
     for role, c in sorted(by_role.items()):
         print(f"{role:9s} {len(c):4d} boxes; pixel std inside (levels of 255): min {min(c):.1f}, "
               f"median {np.median(c):.1f}, max {max(c):.1f}")
@@ -528,32 +539,43 @@ def table(summaries: dict) -> str:
 INTERVAL_LEVEL, INTERVAL_DRAWS = 0.9, 10000                          # --intervals: central 90% of 10,000 draws
 
 
+def error_sums(rows) -> np.ndarray:
+    """(tasks, 2): per task, the sum of its sprites' per-frame errors and the number of frames found."""
+    return np.array([[sum(e for s in r["sprites"] for e in s["error_px"] if e is not None),
+                      sum(e is not None for s in r["sprites"] for e in s["error_px"])] for r in rows], float)
+
+
+def pooled_objmc(rows) -> float:
+    """ObjMC pooled over all sprites and found frames of these per-task rows, as summarise pools it."""
+    total = error_sums(rows).sum(0)
+    return float(total[0] / total[1])
+
+
 def ratio_interval(rows, base_rows, level=INTERVAL_LEVEL, draws=INTERVAL_DRAWS, seed=0):
     """Bootstrap interval over tasks of ObjMC(rows) / ObjMC(base_rows), the two variants' per-task rows on
     the same tasks: tasks are drawn with replacement (the same draw for both), and each draw's ratio is
     of the pooled ObjMCs, as summarise pools them. Returns (low, high), the central `level` of the draws."""
-    def sums(rs):                                                      # (tasks, 2): error sum, found frames
-        return np.array([[sum(e for s in r["sprites"] for e in s["error_px"] if e is not None),
-                          sum(e is not None for s in r["sprites"] for e in s["error_px"])] for r in rs], float)
-    a, b = sums(rows), sums(base_rows)
+    a, b = error_sums(rows), error_sums(base_rows)
     pick = np.random.default_rng(seed).integers(0, len(a), (draws, len(a)))         # (draws, tasks)
     ratios = (a[pick, 0].sum(1) / a[pick, 1].sum(1)) / (b[pick, 0].sum(1) / b[pick, 1].sum(1))
     return tuple(np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2]))
 
 
-def intervals(path):
-    """Prints each variant's ObjMC ratio to no control with its bootstrap interval over the tasks."""
-    if not os.path.isfile(path):
-        raise SystemExit(f"--intervals: no such result file: {path}")
-    record = json.load(open(path))
-    rows = record["per_task"]
-    if "none" not in rows:
-        raise SystemExit(f"--intervals {path}: it has no 'none' variant to divide by")
-    print(f"{len(rows['none'])} tasks; ObjMC / no control, {INTERVAL_LEVEL:.0%} bootstrap interval over tasks "
-          f"({INTERVAL_DRAWS:,} draws)")
-    for v, s in record["summary"].items():
-        low, high = ratio_interval(rows[v], rows["none"])
-        print(f"{v:32s} {s['objmc'] / record['summary']['none']['objmc']:5.2f}  [{low:.2f}, {high:.2f}]")
+def intervals(path, base="none", kind=None):
+    """Prints each variant's ObjMC ratio to variant `base` (pooled, as summarise pools) with its bootstrap
+    interval over the tasks, over all tasks or only those of `kind` (object / camera)."""
+    record = load_results([path], "--intervals")[0]
+    if base not in record["per_task"]:
+        raise SystemExit(f"--intervals {path}: it has no variant {base!r} to divide by (--base); it has "
+                         f"{', '.join(record['per_task'])}")
+    keep = [kind is None or t["kind"] == kind for t in record["tasks"]]        # rows are in task order
+    rows = {v: [r for r, k in zip(rs, keep) if k] for v, rs in record["per_task"].items()}
+    base_objmc = pooled_objmc(rows[base])
+    print(f"{len(rows[base])} {kind or 'all'} tasks; ObjMC / {base}, {INTERVAL_LEVEL:.0%} bootstrap interval "
+          f"over tasks ({INTERVAL_DRAWS:,} draws)")
+    for v, rs in rows.items():
+        low, high = ratio_interval(rs, rows[base])
+        print(f"{v:32s} {pooled_objmc(rs) / base_objmc:5.2f}  [{low:.2f}, {high:.2f}]")
 
 
 def load_results(paths, option):
@@ -641,8 +663,11 @@ def main(argv=None):
     p.add_argument("--describe", action="store_true",
                    help="instead of generating: print the --scenes tasks' boxes per role with their pixel contrast")
     p.add_argument("--intervals", metavar="JSON", default=None,
-                   help="instead of generating: print each variant's ratio to no control in this result file, with "
-                        f"its {INTERVAL_LEVEL:.0%} bootstrap interval over tasks")
+                   help="instead of generating: print each variant's ratio to no control (or --base) in this result "
+                        f"file, with its {INTERVAL_LEVEL:.0%} bootstrap interval over tasks")
+    p.add_argument("--base", default="none", metavar="VARIANT", help="--intervals: the variant to divide by")
+    p.add_argument("--kind", choices=("object", "camera"), default=None,
+                   help="--intervals: only the tasks of this kind (default: all)")
     args = p.parse_args(argv)
     if args.merge:
         if not args.out:
@@ -653,7 +678,7 @@ def main(argv=None):
             p.error("--pool FILES... --out FILE: name the pooled file with --out")
         return pool(args.pool, args.out)
     if args.intervals:
-        return intervals(args.intervals)
+        return intervals(args.intervals, args.base, args.kind)
     if args.threads:
         torch.set_num_threads(args.threads)
     variants = [v for v in args.variants.split(",") if v]
@@ -666,13 +691,7 @@ def main(argv=None):
              if t.index % shards == shard]
     if args.describe:
         return describe_tasks(tasks)
-    kinds = {k: sum(t.kind == k for t in tasks) for k in ("object", "camera")}
-    roles = {}
-    for t in tasks:
-        for r in t.roles:
-            roles[r] = roles.get(r, 0) + 1
-    print(f"{len(tasks)} tasks from seeds {tasks[0].seed}..{tasks[-1].seed}: {kinds}, boxes {roles}, "
-          f"{sum(len(t.sprites) for t in tasks)} scored sprites; {steps} steps", flush=True)
+    print(f"{task_set_line(tasks)}; {steps} steps", flush=True)
     summaries, per_task, videos = {}, {}, {}
 
     def save():                                                        # after every variant: a cut-off run keeps its rows

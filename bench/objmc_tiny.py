@@ -85,6 +85,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from guidance.draw import draw_overlay
 from guidance.sg_i2v import SGI2VConfig, make_step_hook, optimised_steps
@@ -704,7 +705,7 @@ def main(argv=None):
             json.dump(record, f, indent=1)
     for v in variants:
         cfg, rows, t0 = configs[v], [], time.perf_counter()
-        for task in tasks:
+        for task in tqdm(tasks, desc=v, unit="task"):
             frames, losses = run_task(svd, task, cfg, steps, args.seed, args.device)
             row = measure(frames, task)
             row["index"], row["seed"] = task.index, task.seed

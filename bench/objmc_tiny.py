@@ -27,8 +27,8 @@ task is skipped (the seeds used are in the JSON).
            Scored: each boxed sprite against its target.
   CAMERA   a wanted scene shift u (2 px/frame, a direction >= 90 degrees away from the scene's own pan
            if it has one) is asked for with 1-3 boxes of 32x32 px on the BACKGROUND (cell-aligned, away
-           from every sprite's own and shifted path, whole box inside the frame in every frame), each
-           following u (the content moves by u, i.e. the camera moves by -u). The sprites get no box.
+           from every sprite's own and shifted path, whole box inside the frame in every frame, where frame 0
+           shows the most structure: on the world's background landmarks), each following u (the content moves by u, i.e. the camera moves by -u). The sprites get no box.
            Scored: every sprite whose frame-0 box is inside the image, against centre_0 + u * t: the
            sprites should move with the background, as if they were still in the world. A sprite the
            model moves on its own therefore counts as error, with and without control alike.
@@ -273,15 +273,16 @@ def _box_circle_gap(box, centre):
     return math.hypot(dx, dy)
 
 
-def _camera_boxes(n, shift, t, paths, W, H):
+def _camera_boxes(n, shift, t, paths, W, H, image):
     """Up to n background boxes (x0, y0, x1, y1) of CAMERA_BOX px, cell-aligned, moving by shift * t,
     inside the frame in every frame, >= extent + 4 px from every sprite path in every frame and
-    >= 8 px apart; chosen greedily, farthest from the sprites (then from the boxes chosen) first.
-    paths: list of (extent, (F, 2) centres)."""
+    >= 8 px apart; chosen greedily where frame 0 (image, (H, W, 3) uint8) shows the most structure
+    (box_contrast: a user puts a camera box on something recognisable, here the background landmarks),
+    ties broken by the distance from the sprites. paths: list of (extent, (F, 2) centres)."""
     disp = t[:, None] * shift[None]                                   # (F, 2)
     chosen = []
     for _ in range(n):
-        best, best_gap = None, -1.0
+        best, best_score = None, None
         for y0 in range(0, H - CAMERA_BOX + 1, 8):
             for x0 in range(0, W - CAMERA_BOX + 1, 8):
                 box = np.array([x0, y0, x0 + CAMERA_BOX, y0 + CAMERA_BOX], float)
@@ -295,9 +296,9 @@ def _camera_boxes(n, shift, t, paths, W, H):
                             default=64.0)
                 if apart < 8:
                     continue
-                score = min(gap, 64.0) + min(apart, 64.0)
-                if score > best_gap:
-                    best, best_gap = box, score
+                score = (round(box_contrast(image, box), 1), min(gap, 64.0))
+                if best_score is None or score > best_score:
+                    best, best_score = box, score
         if best is None:
             break
         chosen.append(best)
@@ -361,7 +362,7 @@ def build_task(scenes, i, index, wcfg, motion_bucket="scene"):
                 continue                                              # >= 90 degrees from the scene's pan
             inside = [e for e in eligible if _inside(e[2], t[:, None] * u[None], W, H)]
             moved = [(extent, own[0][None] + t[:, None] * u[None]) for _, extent, own in all_sprites]
-            cams = _camera_boxes(n_boxes, u, t, [(e, o) for _, e, o in all_sprites] + moved, W, H)
+            cams = _camera_boxes(n_boxes, u, t, [(e, o) for _, e, o in all_sprites] + moved, W, H, truth[0])
             key = (len(inside) > 0 and len(cams) > 0, len(cams), len(inside))
             if best is None or key > best[0]:
                 best = (key, u, inside, cams)
@@ -699,7 +700,7 @@ def main(argv=None):
         record = {"command": "python -m bench.objmc_tiny " + " ".join(argv if argv is not None else sys.argv[1:]),
                   "model": svd.source, "device": args.device, "threads": torch.get_num_threads(),
                   "platform": platform.platform(), "torch": torch.__version__, "steps": steps, "seed": args.seed,
-                  "motion_bucket": args.motion_bucket, "tasks": [t.describe() for t in tasks],
+                  "motion_bucket": args.motion_bucket, "world": asdict(wcfg), "tasks": [t.describe() for t in tasks],
                   "summary": summaries, "per_task": per_task}
         with open(args.out, "w") as f:
             json.dump(record, f, indent=1)

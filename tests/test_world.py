@@ -72,7 +72,7 @@ def test_determinism_and_batch_independence():
     c = W.sample_scenes(cfg, [7], "cpu")
     d = W.sample_scenes(cfg, [50, 51, 7, 52, 53], "cpu")
     for f in ("centres", "box0", "colour", "shape", "radius", "valid", "pan", "velocity", "depth",
-              "bg_waves", "bg_level", "texture_params"):
+              "bg_waves", "bg_level", "texture_params", "landmarks"):
         assert torch.equal(getattr(a, f)[1], getattr(c, f)[0]), f
         assert torch.equal(getattr(a, f)[1], getattr(d, f)[2]), f
     assert torch.allclose(a.video[1], c.video[0], atol=1e-5)
@@ -118,6 +118,52 @@ def test_difficulty_knob():
     # per-scene difficulty
     m = W.draw_scenes(CFG, [1, 2], difficulty=[0.0, 1.0])
     assert torch.equal(m.centres[0], e.centres[1]) and torch.equal(m.centres[1], h.centres[2])
+
+
+def test_landmarks_leave_every_other_parameter_unchanged():
+    """Landmarks have their own random stream: the world without them ((0, 0)) draws the same scenes."""
+    import dataclasses
+    bare = W.WorldConfig(difficulty=0.6, landmarks=(0, 0))
+    a = W.draw_scenes(dataclasses.replace(bare, landmarks=(8, 16)), list(range(20)))
+    b = W.draw_scenes(bare, list(range(20)))
+    assert b.landmarks.shape == (20, 0, 8) and a.landmarks.shape == (20, 16, 8)
+    for f in dataclasses.fields(W.Scenes):
+        if f.name not in ("video", "landmarks"):
+            assert torch.equal(getattr(a, f.name), getattr(b, f.name)), f.name
+    count = (a.landmarks[..., 5:8].abs().sum(-1) > 0).sum(1)
+    assert count.min() >= 8 and count.max() <= 16 and len(set(count.tolist())) > 3
+
+
+def test_landmarks_move_only_with_the_pan():
+    """Frame t of the landmark layer is frame 0's, moved by pan * t: the same layer drawn at t = 0 with every
+    landmark moved by pan * t matches it (the pan is sub-pixel, so this checks the rendering, not a roll)."""
+    import dataclasses
+    cfg = W.WorldConfig(height=64, width=96, difficulty=1.0, p_pan=1.0)
+    sc = W.draw_scenes(cfg, list(range(30, 38)))
+    assert (sc.pan.norm(dim=1) > 0).all()
+    layer = W.landmark_layer(sc, cfg, "cpu")                                   # (N, F, 3, H, W)
+    assert layer.abs().amax() > 0.2
+    for t in (1, cfg.frames - 1):
+        moved = sc.landmarks.clone()
+        moved[..., :2] += sc.pan[:, None, :] * t
+        still = dataclasses.replace(sc, landmarks=moved, pan=torch.zeros_like(sc.pan))
+        assert torch.allclose(W.landmark_layer(still, cfg, "cpu")[:, 0], layer[:, t], atol=1e-4)
+    # the video is the world without landmarks plus this layer, away from the sprites
+    bare = W.render(dataclasses.replace(sc, landmarks=sc.landmarks[:, :0]), cfg, "cpu")
+    video = W.render(sc, cfg, "cpu")
+    away = (video - bare - layer).abs().amax(2) < 1e-4                         # clamping and sprites excluded
+    assert away.float().mean() > 0.6
+
+
+def test_landmarks_are_far_from_the_palette(hard):
+    """A landmark is grey-ish (a luminance offset with a small tint), so the colour tracker (threshold 0.3) never
+    takes one for a sprite: the background with its landmarks (no sprites) stays > 0.45 from every palette colour."""
+    background = (W._background_frames(hard, CFG, "cpu", CFG.frames).clamp(-1, 1) + 1) / 2   # (N, F, 3, H, W)
+    on = W.landmark_layer(hard, CFG, "cpu").abs().amax(2) > 0.1                  # (N, F, H, W)
+    pixels = background.permute(0, 1, 3, 4, 2)[on]                              # (P, 3)
+    assert pixels.shape[0] > 1000
+    dist = torch.cdist(pixels, W.PALETTE).amin(1)
+    assert dist.min() > 0.45, dist.min()
 
 
 def test_motion_ground_truth(hard, easy):

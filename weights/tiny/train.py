@@ -181,8 +181,14 @@ def sprite_mask(scenes, video):
 
 # ----------------------------------------------------------------------------- losses
 
+def landmark_mask(scenes, wcfg):
+    """(N, F, 1, H, W) 1 where a background landmark shows (changes the background by > 0.05 of [-1, 1])."""
+    return (world.landmark_layer(scenes, wcfg).abs().amax(2, keepdim=True) > 0.05).float()
+
+
 def vae_loss(vae, video, mask, kl_weight=1e-6, decoder_only=False, colour_weight=0.0):
-    """Sprite-weighted L1 + L2 reconstruction of clips through the temporal decoder, + tiny KL.
+    """Weighted L1 + L2 reconstruction of clips through the temporal decoder, + tiny KL. mask (N, F, 1, H, W)
+    is the extra weight per pixel (training: 8 on sprites, --landmark-weight on background landmarks).
     decoder_only: the encoder is frozen (no gradient), so its latent space, and the U-Net trained on it,
     stay valid while the decoder improves; it decodes the posterior mean, not a sample.
     colour_weight: + this x the L1 + L2 error of each frame's mean colour. The per-pixel loss left the
@@ -200,7 +206,7 @@ def vae_loss(vae, video, mask, kl_weight=1e-6, decoder_only=False, colour_weight
     z = mean if decoder_only else mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
     rec = vae.decode(z, f)
     err = rec.float() - x
-    weight = 1 + 8 * mask.flatten(0, 1)
+    weight = 1 + mask.flatten(0, 1)
     rec_loss = (weight * (err.abs() + err ** 2)).mean()
     mean_err = err.mean(dim=(2, 3))                                               # (N*F, 3) mean colour error
     colour_loss = (mean_err.abs() + mean_err ** 2).mean()
@@ -347,7 +353,9 @@ def train(args):
             t0, k0 = time.time(), meta["vae_steps"]
             while time.time() < deadline and (args.max_steps is None or meta["vae_steps"] - k0 < args.max_steps):
                 scenes, video = stream.next()
-                mask = sprite_mask(scenes, video)[: args.vae_batch]
+                mask = 8 * sprite_mask(scenes, video)[: args.vae_batch]
+                if args.landmark_weight:
+                    mask = torch.maximum(mask, args.landmark_weight * landmark_mask(scenes.index(slice(0, args.vae_batch)), wcfg))
                 video = video[: args.vae_batch]
                 for group in vae.opt.param_groups:
                     group["lr"] = lr_at(meta["vae_steps"], args.lr_vae)
@@ -424,6 +432,9 @@ def main():
     p.add_argument("--lr-vae", type=float, default=4e-4, help="VAE learning rate")
     p.add_argument("--colour-weight", type=float, default=0.0,
                    help="vae/decoder stages: weight of the per-frame mean-colour error term (0: off)")
+    p.add_argument("--landmark-weight", type=float, default=4.0,
+                   help="vae/decoder stages: extra loss weight on background-landmark pixels (sprites get 8, the "
+                        "rest 0: every pixel also has weight 1)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the U-Net and CLIP weights")
     p.add_argument("--dmax", type=float, default=0.3, help="scene difficulty drawn uniformly in [0, dmax]")
     p.add_argument("--pan-prob", type=float, default=None,
@@ -437,6 +448,8 @@ def main():
     args = p.parse_args()
     if args.colour_weight < 0:
         p.error(f"--colour-weight {args.colour_weight}: expected a weight >= 0")
+    if args.landmark_weight < 0:
+        p.error(f"--landmark-weight {args.landmark_weight}: expected a weight >= 0")
     if args.pan_prob is not None and args.pan_prob < 0:
         p.error(f"--pan-prob {args.pan_prob}: expected a probability scale >= 0")
     if args.prep_chunk < 1:

@@ -1,7 +1,8 @@
 """Procedural video world used to train and evaluate the tiny SVD-architecture model.
 
-A scene is a smooth, muted background (a few low-frequency sinusoids, optionally panning at a
-constant velocity) with 1..K coloured sprites moving at constant velocities.  Everything about a
+A scene is a smooth, muted background (a few low-frequency sinusoids plus a scatter of small grey
+landmarks, all panning together at a constant camera velocity, or still) with 1..K coloured sprites
+moving at constant velocities.  Everything about a
 scene is decided by one integer seed, so scene ``k`` is identical whatever batch it is rendered
 in and whichever device renders it:
 
@@ -44,6 +45,7 @@ __all__ = [
     "sample_scenes",
     "speed_to_motion_bucket",
     "motion_bucket_to_speed",
+    "landmark_layer",
     "find_sprite",
     "mean_colour_error",
     "scene_to_trajectory_dict",
@@ -182,6 +184,16 @@ class WorldConfig:
     bg_saturation: tuple[float, float] = (0.04, 0.07)
     # Number of sinusoid components of the background.
     bg_components: int = 5
+    # Background landmarks: small, low-saturation light or dark marks (soft blocks and spots) fixed to
+    # the background, so they move only with the camera pan. They give background regions something
+    # recognisable (the sinusoids alone are nearly flat at the scale of a box), which camera control,
+    # with boxes on the background, needs. Count per scene (min, max; (0, 0) = none: the world before
+    # landmarks), half-size as a fraction of min(H, W) (128 px: 2.6..7 px), and luminance offset from
+    # the background in [0, 1] units (random sign). Drawn from a generator of their own, so every other
+    # scene parameter is the same with or without them.
+    landmarks: tuple[int, int] = (8, 16)
+    landmark_size: tuple[float, float] = (0.02, 0.055)
+    landmark_contrast: tuple[float, float] = (0.15, 0.3)
     # Anti-aliasing: width in pixels of the smooth step on the signed distance.
     edge_softness: float = 1.25
     # Strength of a sprite's internal texture: max RGB distance of a texture pixel from the
@@ -240,6 +252,8 @@ class Scenes:
     texture_params: torch.Tensor  # (N, K, 3): stripe angle, period (px), phase
     bg_level: torch.Tensor  # (N, 3) background mean colour in [0, 1]
     bg_waves: torch.Tensor  # (N, M, 6): kx, ky (rad/px), phase, colour weights r, g, b
+    landmarks: torch.Tensor  # (N, L, 8): x, y at frame 0 (px), half-width, half-height (px), kind
+    #                          (0 block, 1 spot), colour offset r, g, b ([0, 1] units; 0 = no landmark)
 
     @property
     def n(self) -> int:
@@ -295,6 +309,38 @@ def _uniform_table(seeds: torch.Tensor, size: int) -> torch.Tensor:
         g.manual_seed(int(s) & 0xFFFF_FFFF_FFFF_FFFF)
         rows.append(torch.rand(size, generator=g, dtype=torch.float64))
     return torch.stack(rows) if rows else torch.zeros(0, size, dtype=torch.float64)
+
+
+LANDMARK_SEED_MIX = 0x9E3779B97F4A7C15   # landmark generator seed = scene seed XOR this (own stream)
+LANDMARK_KINDS = ("block", "spot")
+
+
+def _draw_landmarks(cfg: WorldConfig, seeds: torch.Tensor, pan: torch.Tensor, bg_sat: torch.Tensor) -> torch.Tensor:
+    """(N, L, 8) landmarks, L = cfg.landmarks[1]; rows past a scene's count have zero colour.
+    Positions are frame-0 screen coordinates, spread over every place that is on screen in some frame
+    (the frame grown against the pan), so marks that pan into view exist too."""
+    lo, hi = cfg.landmarks
+    N, L, S = seeds.shape[0], hi, float(cfg.size)
+    if L == 0:
+        return torch.zeros(N, 0, 8)
+    mixed = torch.tensor([(int(v) ^ LANDMARK_SEED_MIX) & 0x7FFF_FFFF_FFFF_FFFF for v in seeds.tolist()])
+    u = _uniform_table(mixed, 1 + L * 10)
+    count = lo + (u[:, 0] * (hi - lo + 1)).floor().clamp(max=hi - lo)  # (N,)
+    ul = u[:, 1:].reshape(N, L, 10)
+    hw = _lerp(cfg.landmark_size[0], cfg.landmark_size[1], ul[..., 0]) * S  # (N, L) half-width, px
+    spot = ul[..., 1] < 0.35  # 35% round spots, 65% blocks of aspect 0.5..2
+    hh = torch.where(spot, hw, (hw * _lerp(0.5, 2.0, ul[..., 2])).clamp(max=cfg.landmark_size[1] * S))
+    disp = -pan * (cfg.frames - 1)  # (N, 2): where frame 0's content is at the last frame, relative
+    low = disp.clamp(max=0)[:, None, :] - torch.stack([hw, hh], -1)  # (N, L, 2)
+    high = (torch.tensor([cfg.width, cfg.height], dtype=torch.float64) + disp.clamp(min=0))[:, None, :] \
+        + torch.stack([hw, hh], -1)
+    pos = low + ul[..., 3:5] * (high - low)  # (N, L, 2)
+    sign = torch.where(ul[..., 5] < 0.5, -1.0, 1.0)
+    amp = sign * _lerp(cfg.landmark_contrast[0], cfg.landmark_contrast[1], ul[..., 6])  # (N, L)
+    tint = 1.0 + 2.0 * bg_sat[:, None, None] * (ul[..., 7:10] - 0.5) * 2.0  # mostly luminance
+    present = (torch.arange(L)[None, :] < count[:, None]).double()
+    colour = amp[..., None] * tint * present[..., None]  # (N, L, 3)
+    return torch.cat([pos, hw[..., None], hh[..., None], spot.double()[..., None], colour], -1).float()
 
 
 def speed_to_motion_bucket(speed, cfg: WorldConfig | None = None) -> torch.Tensor:
@@ -481,6 +527,7 @@ def draw_scenes(cfg: WorldConfig, seeds, difficulty=None) -> Scenes:
         texture_params=texture_params.to(f32),
         bg_level=bg_level.to(f32),
         bg_waves=bg_waves.to(f32),
+        landmarks=_draw_landmarks(cfg, seeds, pan, sat),
     )
 
 
@@ -489,20 +536,35 @@ def draw_scenes(cfg: WorldConfig, seeds, difficulty=None) -> Scenes:
 # --------------------------------------------------------------------------------------------
 
 
+def _background_coordinates(sc: Scenes, cfg: WorldConfig, device, frames: int):
+    """Background coordinates of the pixel rows sy (N, F, H) and columns sx (N, F, W) in each frame:
+    pixel centres with the camera pan taken out (frame 0: the screen coordinates)."""
+    pan = sc.pan.to(device)
+    t = torch.arange(frames, device=device, dtype=torch.float32)
+    ys = torch.arange(cfg.height, device=device, dtype=torch.float32) + 0.5
+    xs = torch.arange(cfg.width, device=device, dtype=torch.float32) + 0.5
+    sy = ys[None, None, :] - pan[:, 1, None, None] * t[None, :, None]
+    sx = xs[None, None, :] - pan[:, 0, None, None] * t[None, :, None]
+    return sy, sx
+
+
+def landmark_layer(sc: Scenes, cfg: WorldConfig, device=None) -> torch.Tensor:
+    """The landmarks alone, (N, F, 3, H, W): what they add to the background, in [-1, 1] units
+    (zeros for a world without landmarks). Training uses its magnitude to weight the VAE's loss."""
+    device = torch.device(device) if device is not None else sc.valid.device
+    if sc.landmarks.shape[1] == 0:
+        return torch.zeros(sc.n, cfg.frames, 3, cfg.height, cfg.width, device=device)
+    return _landmark_frames(sc, cfg, *_background_coordinates(sc, cfg, device, cfg.frames))
+
+
 def _background_frames(sc: Scenes, cfg: WorldConfig, device, frames: int) -> torch.Tensor:
     """Background of the first ``frames`` frames, (N, frames, 3, H, W) in [-1, 1]:
     level + sum_m w_m sin(kx (x - px t) + ky (y - py t) + phi_m), computed as a batched matmul
     of separable factors: sin(A + B) = sin A cos B + cos A sin B."""
-    Fr, H, W = frames, cfg.height, cfg.width
     wv = sc.bg_waves.to(device)
     kx, ky, ph, wcol = wv[..., 0], wv[..., 1], wv[..., 2], wv[..., 3:6]  # (N, M), (N, M, 3)
-    pan = sc.pan.to(device)
-    t = torch.arange(Fr, device=device, dtype=torch.float32)
-    ys = torch.arange(H, device=device, dtype=torch.float32) + 0.5
-    xs = torch.arange(W, device=device, dtype=torch.float32) + 0.5
+    sy, sx = _background_coordinates(sc, cfg, device, frames)
     # A: (N, F, M, H), B: (N, F, M, W)
-    sy = ys[None, None, :] - pan[:, 1, None, None] * t[None, :, None]  # (N, F, H)
-    sx = xs[None, None, :] - pan[:, 0, None, None] * t[None, :, None]  # (N, F, W)
     A = ky[:, None, :, None] * sy[:, :, None, :] + ph[:, None, :, None]
     B = kx[:, None, :, None] * sx[:, :, None, :]
     # U: (N, F, 3, H, 2M) with colour weights (scaled by 2 for [-1, 1]); V: (N, F, 1, 2M, W)
@@ -511,7 +573,32 @@ def _background_frames(sc: Scenes, cfg: WorldConfig, device, frames: int) -> tor
     V = torch.cat([B.cos(), B.sin()], 2)[:, :, None]
     bg = torch.matmul(U, V)  # (N, F, 3, H, W)
     bg += (2.0 * sc.bg_level.to(device) - 1.0)[:, None, :, None, None]
+    if sc.landmarks.shape[1]:
+        bg += _landmark_frames(sc, cfg, sy, sx)
     return bg
+
+
+def _landmark_profile(d: torch.Tensor, half: torch.Tensor, spot: torch.Tensor, soft: float) -> torch.Tensor:
+    """1-D profile of a landmark along one axis at offsets d (px) from its centre: a soft-edged step of
+    half-width ``half`` (block) or a Gaussian of sigma half/2 (spot). A landmark is the product of its x
+    and y profiles, so the whole set renders as one batched matmul, like the sinusoids."""
+    block = _smoothstep01(0.5 - (d.abs() - half) / soft)
+    gauss = torch.exp(-2.0 * (d / half) ** 2)
+    return torch.where(spot, gauss, block)
+
+
+def _landmark_frames(sc: Scenes, cfg: WorldConfig, sy: torch.Tensor, sx: torch.Tensor) -> torch.Tensor:
+    """Sum of the landmarks, (N, F, 3, H, W) in [-1, 1] units; sy (N, F, H), sx (N, F, W) are the
+    background coordinates of the pixel rows / columns in each frame (the pan already taken out)."""
+    lm = sc.landmarks.to(sx.device)  # (N, L, 8)
+    spot = lm[:, None, :, None, 4] > 0.5  # (N, 1, L, 1)
+    gy = _landmark_profile(sy[:, :, None, :] - lm[:, None, :, 1, None], lm[:, None, :, 3, None], spot,
+                           cfg.edge_softness)  # (N, F, L, H)
+    gx = _landmark_profile(sx[:, :, None, :] - lm[:, None, :, 0, None], lm[:, None, :, 2, None], spot,
+                           cfg.edge_softness)  # (N, F, L, W)
+    col = 2.0 * lm[:, None, :, 5:8].permute(0, 1, 3, 2)  # (N, 1, 3, L), x2 for [-1, 1]
+    U = gy.transpose(-1, -2)[:, :, None] * col[..., None, :]  # (N, F, 3, H, L)
+    return torch.matmul(U, gx[:, :, None])  # (N, F, 3, H, W)
 
 
 def _render_background(sc: Scenes, cfg: WorldConfig, device) -> torch.Tensor:

@@ -607,8 +607,8 @@ def pool(paths, out):
     seed, bucket and variants; no task in two files): the tasks and rows are concatenated in task order and
     every variant's summary is recomputed over all of them (pooled, as one run of the whole set would be)."""
     records = load_results(paths, "--pool")
-    same = ("model", "steps", "seed", "motion_bucket")
-    if len({json.dumps([r[k] for k in same] + [sorted(r["summary"])]) for r in records}) != 1:
+    same = ("model", "steps", "seed", "motion_bucket", "world")
+    if len({json.dumps([r.get(k) for k in same] + [sorted(r["summary"])]) for r in records}) != 1:
         raise SystemExit(f"--pool {' '.join(paths)}: the files differ in one of {', '.join(same)} or in their "
                          "variants; pool only the shards of one run")
     tasks = sorted((t for r in records for t in r["tasks"]), key=lambda t: t["index"])
@@ -671,6 +671,9 @@ def main(argv=None):
     p.add_argument("--kind", choices=("object", "camera"), default=None,
                    help="--intervals: only the tasks of this kind (default: all)")
     args = p.parse_args(argv)
+    for flag, path in (("--out", args.out), ("--strip", args.strip)):
+        if path and os.path.exists(path):
+            p.error(f"{flag} {path}: the file exists; remove it or name another (results are never overwritten)")
     if args.merge:
         if not args.out:
             p.error("--merge FILES... --out FILE: name the merged file with --out")

@@ -52,3 +52,14 @@ def test_box_contrast_is_the_pixel_std_in_levels():
     image[:, 4:] = 200                                                 # half 100, half 200: std 50
     assert objmc_tiny.box_contrast(image, (0, 0, 8, 8)) == pytest.approx(50.0)
     assert objmc_tiny.box_contrast(image, (4.2, 0, 8, 8)) == 0.0      # rounded to pixel edges: all 200
+
+
+def test_an_existing_output_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "done.json"
+    out.write_text("{}")
+    for argv in (["--scenes", "1", "--variants", "none", "--out", str(out)],
+                 ["--pool", str(out), "--out", str(out)], ["--scenes", "1", "--strip", str(out)]):
+        with pytest.raises(SystemExit):
+            objmc_tiny.main(argv)
+        assert "the file exists" in capsys.readouterr().err
+    assert out.read_text() == "{}"

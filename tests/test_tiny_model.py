@@ -59,3 +59,13 @@ def test_shipped_model_keeps_frame0_and_sprite_colours(svd, index):
         assert found.all(), f"sprite {k} not found in frames {torch.nonzero(~found).flatten().tolist()}"
         err = world.mean_colour_error(video, scenes.colour[index, k], centres, float(scenes.radius[index, k]))
         assert err.max() <= MAX_COLOUR_ERROR, f"sprite {k} colour error {err.max():.3f}"
+
+
+def test_quality_gate_refuses_an_existing_output(tmp_path, monkeypatch, capsys):
+    from bench import tiny_quality
+    out = tmp_path / "gate.json"
+    out.write_text("{}")
+    monkeypatch.setattr("sys.argv", ["tiny_quality", "--scenes", "1", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        tiny_quality.main()
+    assert "the file exists" in capsys.readouterr().err and out.read_text() == "{}"

@@ -6,6 +6,9 @@ sprites.png           frame 0 of the scene, 128x128 (what the tiny model generat
 sprites.json          the readable trajectory format: the disc is sent UP (on its own it drifts right),
                       the star is pinned (a box with no keyframes stays where it is)
 sprites_traj.npy      the same two boxes in the reference traj.npy layout (B, 2 + F, 2)
+camera.json           camera motion on the same image: two boxes on background landmarks (the 32x32 cells
+                      with the most structure, clear of the sprites), both moved 12 px left, so the whole
+                      scene should slide left (the camera pans right)
 """
 import json
 import sys
@@ -45,7 +48,31 @@ def main():
         path = [c0 + (end - c0) * t / (FRAMES - 1) for t in range(FRAMES)]
         rows.append(np.array([[x0, y0], [x1, y1], *path], dtype=np.float32))
     np.save(here / "sprites_traj.npy", np.stack(rows))
-    print(f"wrote {here / 'sprites.png'}, sprites.json, sprites_traj.npy")
+    camera = {"comment": f"procedural world scene {SEED}: camera motion, the background (and all on it) moves 12 px left",
+              "boxes": [{"box": box, "keyframes": {"0": [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2],
+                                                   str(FRAMES - 1): [(box[0] + box[2]) / 2 - 12, (box[1] + box[3]) / 2]}}
+                        for box in background_boxes(scenes.video[0, 0], [b["box"] for b in truth], 2)]}
+    (here / "camera.json").write_text(json.dumps(camera, indent=1) + "\n")
+    print(f"wrote {here / 'sprites.png'}, sprites.json, sprites_traj.npy, camera.json")
+
+
+def background_boxes(image, sprite_boxes, n, size=32, shift=12):
+    """n cells of size x size px (8-px grid) with the highest pixel std, >= 4 px clear of every sprite box,
+    >= 8 px apart, and far enough from the left edge to move `shift` px left."""
+    cells = []
+    for y0 in range(0, image.shape[1] - size + 1, 8):
+        for x0 in range(shift, image.shape[2] - size + 1, 8):
+            box = [x0, y0, x0 + size, y0 + size]
+            if all(box[2] + 4 <= b[0] or b[2] + 4 <= box[0] or box[3] + 4 <= b[1] or b[3] + 4 <= box[1]
+                   for b in sprite_boxes):
+                cells.append((float(image[:, y0:y0 + size, x0:x0 + size].std((1, 2)).mean()), box))
+    chosen = []
+    for _, box in sorted(cells, reverse=True):
+        if all(box[2] + 8 <= c[0] or c[2] + 8 <= box[0] or box[3] + 8 <= c[1] or c[3] + 8 <= box[1] for c in chosen):
+            chosen.append(box)
+        if len(chosen) == n:
+            break
+    return chosen
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call: resume the tiny model's training, then gate it. Run in the repo root on the GPU machine:
 #   DECODER_MIN=1.5 UNET_MIN=5 [PAN_PROB=2] bash bench/device/train_and_gate.sh
+#   VAE_MIN=5 DECODER_MIN=3.4 SAMPLING="" bash bench/device/train_and_gate.sh   # the whole VAE, then its decoder
 # Trains copies of weights/tiny/train_state and weights/tiny/sgi2v-tiny under $OUT, then runs
 # bench.tiny_quality on the gate's scenes (seeds 1000..) and on validation scenes (seeds 1100..) for each
 # sampling setting in SAMPLING ("steps:max_guidance" pairs), all at once. Everything comes back as one
@@ -10,9 +11,16 @@ OUT=${OUT:?}; W=$OUT/w; mkdir -p $W
 cp -r weights/tiny/train_state $W/state && cp -r weights/tiny/sgi2v-tiny $W/model
 LOG=$W/train.log
 T="--state $W/state --model-dir $W/model"
+if [ "${VAE_MIN:-0}" != 0 ]; then                       # the whole VAE: a new encoder, so the latent space drifts
+  python -m weights.tiny.train --stage vae --minutes $VAE_MIN --vae-batch ${VAE_BATCH:-32} --lr-vae ${LR_VAE:-2e-4} \
+    --colour-weight ${COLOUR_WEIGHT:-1} ${PAN_PROB:+--pan-prob $PAN_PROB} --log-every 100 $T 2>&1 | tee -a $LOG | tail -3
+fi
 if [ "${DECODER_MIN:-0}" != 0 ]; then
   python -m weights.tiny.train --stage decoder --minutes $DECODER_MIN --vae-batch 32 --lr-vae ${LR_VAE:-1e-4} \
-    --colour-weight ${COLOUR_WEIGHT:-1} $T 2>&1 | tee -a $LOG | tail -3
+    --colour-weight ${COLOUR_WEIGHT:-1} ${PAN_PROB:+--pan-prob $PAN_PROB} $T 2>&1 | tee -a $LOG | tail -3
+fi
+if [ "${VAE_MIN:-0}${DECODER_MIN:-0}" != 00 ]; then     # what the VAE carries now, and how far its latents moved
+  python -m bench.vae_recon --scenes 32 --weights $W/model --reference weights/tiny/sgi2v-tiny --out $W/recon.json | tail -1
 fi
 if [ "${UNET_MIN:-0}" != 0 ]; then
   python -m weights.tiny.train --stage unet --minutes $UNET_MIN --cuda-graph --batch ${BATCH:-64} --lr ${LR:-5e-5} \

@@ -270,3 +270,22 @@ def test_error_invalid_json_syntax(tmp_path):
 def test_error_unknown_suffix(tmp_path):
     p = write_json(tmp_path, good_json(), name="traj.txt")
     raises(lambda: load_trajectories(p, SIZE, F), str(p), "suffix", "'.txt'", ".npy")
+
+
+def test_bundled_camera_example_moves_background_boxes_together():
+    """examples/camera.json (examples/make_examples.py): every box on the background of examples/sprites.png
+    moves 12 px left by the last of 8 frames, clear of the sprites' boxes (examples/sprites.json) and inside
+    the image in every frame."""
+    from pathlib import Path
+    from PIL import Image
+    here = Path(__file__).resolve().parents[1] / "examples"
+    size = Image.open(here / "sprites.png").size
+    cam = load_trajectories(here / "camera.json", size, 8)
+    sprites = load_trajectories(here / "sprites.json", size, 8)
+    assert len(cam.boxes) == 2
+    shift = cam.centres - cam.centres[:, :1]                                     # (B, F, 2)
+    assert np.allclose(shift[:, -1], [-12.0, 0.0]) and np.allclose(shift[0], shift[1])
+    for box in cam.boxes:
+        assert box[0] - 12 >= 0 and box[2] <= size[0] and box[1] >= 0 and box[3] <= size[1]
+        for s in sprites.boxes:
+            assert box[2] <= s[0] or s[2] <= box[0] or box[3] <= s[1] or s[3] <= box[1], (box, s)

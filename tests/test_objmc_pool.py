@@ -63,3 +63,13 @@ def test_an_existing_output_is_refused_before_any_work(tmp_path, capsys):
             objmc_tiny.main(argv)
         assert "the file exists" in capsys.readouterr().err
     assert out.read_text() == "{}"
+
+
+def test_camera_probe_finds_a_known_shift():
+    """bench.camera_probe.patch_shift: a world frame moved by a known integer offset is found at it."""
+    from bench.camera_probe import patch_shift
+    from weights.tiny import world
+    frame = world.video_to_uint8(world.sample_scenes(world.WorldConfig(height=128, width=128), [5], "cpu").video[0, 0]).numpy()
+    for dx, dy in ((7, -3), (0, 0), (-12, 5)):
+        moved = np.roll(frame, (dy, dx), axis=(0, 1))
+        assert patch_shift(frame, moved, (40, 40, 72, 72)).tolist() == [dx, dy]

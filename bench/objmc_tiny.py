@@ -27,8 +27,9 @@ task is skipped (the seeds used are in the JSON).
            Scored: each boxed sprite against its target.
   CAMERA   a wanted scene shift u (2 px/frame, a direction >= 90 degrees away from the scene's own pan
            if it has one) is asked for with 1-3 boxes of 32x32 px on the BACKGROUND (cell-aligned, away
-           from every sprite's own and shifted path, whole box inside the frame in every frame, where frame 0
-           shows the most structure: on the world's background landmarks), each following u (the content moves by u, i.e. the camera moves by -u). The sprites get no box.
+           from every sprite's own and shifted path, whole box inside the frame in every frame, where
+           frame 0 shows the most structure: on the world's background landmarks), each following u
+           (the content moves by u, i.e. the camera moves by -u). The sprites get no box.
            Scored: every sprite whose frame-0 box is inside the image, against centre_0 + u * t: the
            sprites should move with the background, as if they were still in the world. A sprite the
            model moves on its own therefore counts as error, with and without control alike.

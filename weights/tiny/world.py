@@ -2,9 +2,8 @@
 
 A scene is a smooth, muted background (a few low-frequency sinusoids plus a scatter of small grey
 landmarks, all panning together at a constant camera velocity, or still) with 1..K coloured sprites
-moving at constant velocities.  Everything about a
-scene is decided by one integer seed, so scene ``k`` is identical whatever batch it is rendered
-in and whichever device renders it:
+moving at constant velocities.  Everything about a scene is decided by one integer seed, so scene
+``k`` is identical whatever batch it is rendered in and whichever device renders it:
 
 * ``draw_scenes(cfg, seeds)`` draws the scene *parameters* on the CPU: for every scene a
   ``torch.Generator`` seeded with the scene seed draws a fixed-length vector of uniforms
@@ -312,7 +311,6 @@ def _uniform_table(seeds: torch.Tensor, size: int) -> torch.Tensor:
 
 
 LANDMARK_SEED_MIX = 0x9E3779B97F4A7C15   # landmark generator seed = scene seed XOR this (own stream)
-LANDMARK_KINDS = ("block", "spot")
 
 
 def _draw_landmarks(cfg: WorldConfig, seeds: torch.Tensor, pan: torch.Tensor, bg_sat: torch.Tensor) -> torch.Tensor:
@@ -560,7 +558,7 @@ def landmark_layer(sc: Scenes, cfg: WorldConfig, device=None) -> torch.Tensor:
 def _background_frames(sc: Scenes, cfg: WorldConfig, device, frames: int) -> torch.Tensor:
     """Background of the first ``frames`` frames, (N, frames, 3, H, W) in [-1, 1]:
     level + sum_m w_m sin(kx (x - px t) + ky (y - py t) + phi_m), computed as a batched matmul
-    of separable factors: sin(A + B) = sin A cos B + cos A sin B."""
+    of separable factors: sin(A + B) = sin A cos B + cos A sin B; plus the landmarks (_landmark_frames)."""
     wv = sc.bg_waves.to(device)
     kx, ky, ph, wcol = wv[..., 0], wv[..., 1], wv[..., 2], wv[..., 3:6]  # (N, M), (N, M, 3)
     sy, sx = _background_coordinates(sc, cfg, device, frames)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 
 import torch
 
@@ -75,6 +76,8 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     args = p.parse_args()
+    if args.out and os.path.exists(args.out):
+        p.error(f"--out {args.out}: the file exists; remove it or name another (results are never overwritten)")
     if args.scenes < 1:
         p.error(f"--scenes {args.scenes}: expected at least 1")
     r = measure(args.weights, args.scenes, args.first_seed, args.pan_prob, args.reference, args.device)

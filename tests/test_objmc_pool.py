@@ -73,3 +73,15 @@ def test_camera_probe_finds_a_known_shift():
     for dx, dy in ((7, -3), (0, 0), (-12, 5)):
         moved = np.roll(frame, (dy, dx), axis=(0, 1))
         assert patch_shift(frame, moved, (40, 40, 72, 72)).tolist() == [dx, dy]
+
+
+def test_probe_and_vae_recon_refuse_an_existing_output(tmp_path, monkeypatch, capsys):
+    from bench import camera_probe, vae_recon
+    out = tmp_path / "done.json"
+    out.write_text("{}")
+    with pytest.raises(SystemExit):
+        camera_probe.main(["--out", str(out)])
+    monkeypatch.setattr("sys.argv", ["vae_recon", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        vae_recon.main()
+    assert capsys.readouterr().err.count("the file exists") == 2 and out.read_text() == "{}"

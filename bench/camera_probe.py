@@ -5,7 +5,7 @@
 ObjMC scores camera tasks on the sprites (they should take up the wanted scene shift). This looks at the
 boxes themselves: for each camera box, the frame-0 patch inside it is searched for in the last frame
 (integer offsets within +-SEARCH px, least mean squared difference), in the true clip, without control
-and with the tiny defaults. Reported per variant, over the boxes of the first --limit camera tasks:
+and with the tiny defaults (--variants: any of bench.objmc_tiny's). Reported per variant, over the boxes of the first --limit camera tasks:
   along    the found displacement projected on the wanted one (px; wanted: CAMERA_SPEED * (F - 1) = 14);
   error    distance between the found and the wanted displacement (px);
   sprites  the mean displacement of the scored sprites projected on the wanted one (px).
@@ -65,6 +65,7 @@ def main(argv=None):
     p.add_argument("--scenes", type=int, default=32, help="task set size, as bench.objmc_tiny --scenes")
     p.add_argument("--first-seed", type=int, default=3000)
     p.add_argument("--limit", type=int, default=8, help="probe the first LIMIT camera tasks of the set")
+    p.add_argument("--variants", default="none,tiny", help="bench.objmc_tiny variants to probe (the true clip is always)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="JSON file (refused if it exists)")
     args = p.parse_args(argv)
@@ -72,20 +73,21 @@ def main(argv=None):
         p.error(f"--out {args.out}: the file exists; remove it or name another")
     if args.limit < 1:
         p.error(f"--limit {args.limit}: expected at least 1")
+    configs = {v: parse_variant(v) for v in args.variants.split(",") if v}   # fails early on a bad name
     if args.threads:
         torch.set_num_threads(args.threads)
     svd = load_svd(args.weights)
     tasks = [t for t in build_tasks(args.scenes, world_config(svd.cfg), args.first_seed) if t.kind == "camera"]
     tasks = tasks[:args.limit]
-    rows = {"truth": [], "none": [], "tiny": []}
+    rows = {name: [] for name in ["truth", *configs]}
     for task in tqdm(tasks, unit="task"):
         for name in rows:
-            cfg = name if name == "truth" else parse_variant(name)
+            cfg = "truth" if name == "truth" else configs[name]
             rows[name].append(dict(probe(svd, task, cfg), seed=task.seed))
     summary = {}
     for name, r in rows.items():
         summary[name] = {k: float(np.mean([v for row in r for v in row[k]])) for k in ("along", "error", "sprites")}
-        print(f"{name:6s} box content along the wanted shift {summary[name]['along']:6.2f} px (wanted 14), "
+        print(f"{name:24s} box content along the wanted shift {summary[name]['along']:6.2f} px (wanted 14), "
               f"error {summary[name]['error']:6.2f} px; sprites along it {summary[name]['sprites']:6.2f} px")
     if args.out:
         with open(args.out, "x") as f:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from bench.objmc_tiny import build_tasks, parse_variant, run_task, track
+from bench.outputs import refuse_existing
 from weights import load_svd
 from weights.tiny.train import world_config
 
@@ -69,8 +69,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="JSON file (refused if it exists)")
     args = p.parse_args(argv)
-    if args.out and os.path.exists(args.out):
-        p.error(f"--out {args.out}: the file exists; remove it or name another")
+    refuse_existing(p, out=args.out)
     if args.limit < 1:
         p.error(f"--limit {args.limit}: expected at least 1")
     configs = {v: parse_variant(v) for v in args.variants.split(",") if v}   # fails early on a bad name

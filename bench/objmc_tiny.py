@@ -88,6 +88,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from bench.outputs import refuse_existing
 from guidance.draw import draw_overlay
 from guidance.sg_i2v import SGI2VConfig, make_step_hook, optimised_steps
 from guidance.trajectory import Trajectories, latent_boxes, validate
@@ -274,12 +275,18 @@ def _box_circle_gap(box, centre):
     return math.hypot(dx, dy)
 
 
-def _camera_boxes(n, shift, t, paths, W, H, image):
+def _cell_contrast(image, W, H) -> dict:
+    """{(x0, y0): box_contrast of the CAMERA_BOX cell there, rounded to 0.1} over the 8-px grid of frame 0."""
+    return {(x0, y0): round(box_contrast(image, (x0, y0, x0 + CAMERA_BOX, y0 + CAMERA_BOX)), 1)
+            for y0 in range(0, H - CAMERA_BOX + 1, 8) for x0 in range(0, W - CAMERA_BOX + 1, 8)}
+
+
+def _camera_boxes(n, shift, t, paths, W, H, contrast):
     """Up to n background boxes (x0, y0, x1, y1) of CAMERA_BOX px, cell-aligned, moving by shift * t,
     inside the frame in every frame, >= extent + 4 px from every sprite path in every frame and
-    >= 8 px apart; chosen greedily where frame 0 (image, (H, W, 3) uint8) shows the most structure
-    (box_contrast: a user puts a camera box on something recognisable, here the background landmarks),
-    ties broken by the distance from the sprites. paths: list of (extent, (F, 2) centres)."""
+    >= 8 px apart; chosen greedily where frame 0 shows the most structure (contrast: _cell_contrast; a user
+    puts a camera box on something recognisable, here the background landmarks), ties broken by the
+    distance from the sprites. paths: list of (extent, (F, 2) centres)."""
     disp = t[:, None] * shift[None]                                   # (F, 2)
     chosen = []
     for _ in range(n):
@@ -297,7 +304,7 @@ def _camera_boxes(n, shift, t, paths, W, H, image):
                             default=64.0)
                 if apart < 8:
                     continue
-                score = (round(box_contrast(image, box), 1), min(gap, 64.0))
+                score = (contrast[x0, y0], min(gap, 64.0))
                 if best_score is None or score > best_score:
                     best, best_score = box, score
         if best is None:
@@ -355,7 +362,7 @@ def build_task(scenes, i, index, wcfg, motion_bucket="scene"):
         pan = scenes.pan[i].double().numpy()
         start = rng.uniform(0, 2 * math.pi)
         n_boxes = 1 + (index // CAMERA_EVERY) % 3
-        best = None
+        best, contrast = None, _cell_contrast(truth[0], W, H)
         for j in range(12):
             angle = start + 2 * math.pi * j / 12
             u = CAMERA_SPEED * _unit(angle)
@@ -363,7 +370,7 @@ def build_task(scenes, i, index, wcfg, motion_bucket="scene"):
                 continue                                              # >= 90 degrees from the scene's pan
             inside = [e for e in eligible if _inside(e[2], t[:, None] * u[None], W, H)]
             moved = [(extent, own[0][None] + t[:, None] * u[None]) for _, extent, own in all_sprites]
-            cams = _camera_boxes(n_boxes, u, t, [(e, o) for _, e, o in all_sprites] + moved, W, H, truth[0])
+            cams = _camera_boxes(n_boxes, u, t, [(e, o) for _, e, o in all_sprites] + moved, W, H, contrast)
             key = (len(inside) > 0 and len(cams) > 0, len(cams), len(inside))
             if best is None or key > best[0]:
                 best = (key, u, inside, cams)
@@ -672,9 +679,7 @@ def main(argv=None):
     p.add_argument("--kind", choices=("object", "camera"), default=None,
                    help="--intervals: only the tasks of this kind (default: all)")
     args = p.parse_args(argv)
-    for flag, path in (("--out", args.out), ("--strip", args.strip)):
-        if path and os.path.exists(path):
-            p.error(f"{flag} {path}: the file exists; remove it or name another (results are never overwritten)")
+    refuse_existing(p, out=args.out, strip=args.strip)
     if args.merge:
         if not args.out:
             p.error("--merge FILES... --out FILE: name the merged file with --out")

@@ -15,7 +15,6 @@ Prints a table, writes JSON and a frame strip (input row, generated row per scen
 """
 import argparse
 import json
-import os
 import time
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from bench.outputs import refuse_existing
 from sampler.conditioning import generate
 from weights import load_svd
 from weights.tiny import world
@@ -85,9 +85,7 @@ def main():
     p.add_argument("--out", default="tiny_quality.json")
     p.add_argument("--strip", default=None, help="PNG with the first 4 scenes")
     args = p.parse_args()
-    for flag, path in (("--out", args.out), ("--strip", args.strip)):
-        if path and os.path.exists(path):
-            p.error(f"{flag} {path}: the file exists; remove it or name another (results are never overwritten)")
+    refuse_existing(p, out=args.out, strip=args.strip)
     if args.first_seed + args.scenes > HELD_OUT_SEEDS:
         p.error(f"--first-seed {args.first_seed} --scenes {args.scenes}: seeds must stay below {HELD_OUT_SEEDS} "
                 "(held out from training)")

@@ -22,10 +22,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 
 import torch
 
+from bench.outputs import refuse_existing
 from model.config import tiny_world
 from weights import load_svd
 from weights.tiny import world
@@ -76,8 +76,7 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     args = p.parse_args()
-    if args.out and os.path.exists(args.out):
-        p.error(f"--out {args.out}: the file exists; remove it or name another (results are never overwritten)")
+    refuse_existing(p, out=args.out)
     if args.scenes < 1:
         p.error(f"--scenes {args.scenes}: expected at least 1")
     r = measure(args.weights, args.scenes, args.first_seed, args.pan_prob, args.reference, args.device)

@@ -6,7 +6,7 @@ ObjMC scores camera tasks on the sprites (they should take up the wanted scene s
 boxes themselves: for each camera box, the frame-0 patch inside it is searched for in the last frame
 (integer offsets within +-SEARCH px, least mean squared difference), in the true clip, without control
 and with the tiny defaults (--variants: any of bench.objmc_tiny's). Reported per variant, over the boxes of the first --limit camera tasks:
-  along    the found displacement projected on the wanted one (px; wanted: CAMERA_SPEED * (F - 1) = 14);
+  along    the found displacement projected on the wanted one (px; wanted: --camera-speed * (F - 1), 14 by default);
   error    distance between the found and the wanted displacement (px);
   sprites  the mean displacement of the scored sprites projected on the wanted one (px).
 If control moved the boxed background but not the sprites, `along` rises with control and `sprites` does not.
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.objmc_tiny import build_tasks, parse_variant, run_task, track
+from bench.objmc_tiny import CAMERA_SPEED, build_tasks, parse_variant, run_task, track
 from bench.outputs import refuse_existing
 from weights import load_svd
 from weights.tiny.train import world_config
@@ -66,6 +66,10 @@ def main(argv=None):
     p.add_argument("--first-seed", type=int, default=3000)
     p.add_argument("--limit", type=int, default=8, help="probe the first LIMIT camera tasks of the set")
     p.add_argument("--variants", default="none,tiny", help="bench.objmc_tiny variants to probe (the true clip is always)")
+    p.add_argument("--camera-boxes", type=int, default=None,
+                   help="boxes asked for per camera task (default: 1, 2, 3 cycled, as bench.objmc_tiny)")
+    p.add_argument("--camera-speed", type=float, default=CAMERA_SPEED,
+                   help=f"px/frame of the wanted scene shift (default {CAMERA_SPEED})")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="JSON file (refused if it exists)")
     args = p.parse_args(argv)
@@ -76,7 +80,10 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     svd = load_svd(args.weights)
-    tasks = [t for t in build_tasks(args.scenes, world_config(svd.cfg), args.first_seed) if t.kind == "camera"]
+    wcfg = world_config(svd.cfg)
+    wanted = args.camera_speed * (wcfg.frames - 1)
+    tasks = [t for t in build_tasks(args.scenes, wcfg, args.first_seed,
+                                    camera_boxes=args.camera_boxes, camera_speed=args.camera_speed) if t.kind == "camera"]
     tasks = tasks[:args.limit]
     rows = {name: [] for name in ["truth", *configs]}
     for task in tqdm(tasks, unit="task"):
@@ -86,7 +93,7 @@ def main(argv=None):
     summary = {}
     for name, r in rows.items():
         summary[name] = {k: float(np.mean([v for row in r for v in row[k]])) for k in ("along", "error", "sprites")}
-        print(f"{name:24s} box content along the wanted shift {summary[name]['along']:6.2f} px (wanted 14), "
+        print(f"{name:24s} box content along the wanted shift {summary[name]['along']:6.2f} px (wanted {wanted:g}), "
               f"error {summary[name]['error']:6.2f} px; sprites along it {summary[name]['sprites']:6.2f} px")
     if args.out:
         with open(args.out, "x") as f:

@@ -313,8 +313,10 @@ def _camera_boxes(n, shift, t, paths, W, H, contrast):
     return chosen
 
 
-def build_task(scenes, i, index, wcfg, motion_bucket="scene"):
-    """The task of scene i of `scenes` (task number `index`), or None if it has no usable task."""
+def build_task(scenes, i, index, wcfg, motion_bucket="scene", camera_boxes=None, camera_speed=CAMERA_SPEED):
+    """The task of scene i of `scenes` (task number `index`), or None if it has no usable task.
+    camera_boxes: boxes asked for on a camera task (None: 1, 2, 3 cycled over the camera tasks; fewer if
+    fewer fit); camera_speed: px/frame of its wanted scene shift."""
     F_, H, W = wcfg.frames, wcfg.height, wcfg.width
     seed = int(scenes.seeds[i])
     rng = np.random.default_rng(seed)
@@ -361,11 +363,11 @@ def build_task(scenes, i, index, wcfg, motion_bucket="scene"):
     else:
         pan = scenes.pan[i].double().numpy()
         start = rng.uniform(0, 2 * math.pi)
-        n_boxes = 1 + (index // CAMERA_EVERY) % 3
+        n_boxes = camera_boxes or 1 + (index // CAMERA_EVERY) % 3
         best, contrast = None, _cell_contrast(truth[0], W, H)
         for j in range(12):
             angle = start + 2 * math.pi * j / 12
-            u = CAMERA_SPEED * _unit(angle)
+            u = camera_speed * _unit(angle)
             if np.linalg.norm(pan) > 0 and float(u @ pan) > 0:
                 continue                                              # >= 90 degrees from the scene's pan
             inside = [e for e in eligible if _inside(e[2], t[:, None] * u[None], W, H)]
@@ -402,15 +404,17 @@ def build_task(scenes, i, index, wcfg, motion_bucket="scene"):
                 bucket, shift)
 
 
-def build_tasks(n, wcfg, first_seed=FIRST_SEED, motion_bucket="scene", max_tries=None):
-    """The first n usable tasks from seeds first_seed, first_seed + 1, ... (deterministic)."""
+def build_tasks(n, wcfg, first_seed=FIRST_SEED, motion_bucket="scene", max_tries=None, camera_boxes=None,
+                camera_speed=CAMERA_SPEED):
+    """The first n usable tasks from seeds first_seed, first_seed + 1, ... (deterministic); camera_boxes,
+    camera_speed: see build_task."""
     tasks, seed = [], first_seed
     max_tries = max_tries or 4 * n + 16
     while len(tasks) < n and seed < first_seed + max_tries:
         index = len(tasks)
         d = DIFFICULTIES[index % len(DIFFICULTIES)]
         scenes = world.sample_scenes(wcfg, [seed], "cpu", difficulty=d)
-        task = build_task(scenes, 0, index, wcfg, motion_bucket)
+        task = build_task(scenes, 0, index, wcfg, motion_bucket, camera_boxes, camera_speed)
         seed += 1
         if task is not None:
             tasks.append(task)

@@ -85,3 +85,45 @@ def test_probe_and_vae_recon_refuse_an_existing_output(tmp_path, monkeypatch, ca
     with pytest.raises(SystemExit):
         vae_recon.main()
     assert capsys.readouterr().err.count("the file exists") == 2 and out.read_text() == "{}"
+
+
+def test_pan_probe_measures_the_true_pan_of_a_rendered_clip():
+    """bench.pan_probe's background cells avoid the sprites and find the world's known pan (the background
+    content moves by pan * t) to within rounding, on scenes forced to pan."""
+    import dataclasses
+    from bench.pan_probe import background_cells, background_shift
+    from weights.tiny import world
+    cfg = dataclasses.replace(world.WorldConfig(height=128, width=128), p_pan=1e6)
+    checked = 0
+    for seed in range(1200, 1206):
+        scenes = world.sample_scenes(cfg, [seed], "cpu", difficulty=0.3)
+        truth = world.video_to_uint8(scenes.video[0]).numpy()
+        boxes = background_cells(scenes, truth)
+        if not boxes:
+            continue
+        want = scenes.pan[0].double().numpy() * (cfg.frames - 1)
+        assert np.abs(background_shift(truth, boxes) - want).max() <= 1.0, (seed, want)
+        checked += 1
+    assert checked >= 4
+
+
+def test_camera_tasks_take_the_asked_box_count_and_speed():
+    from weights.tiny.train import world_config
+    from model.config import tiny_world
+    wcfg = world_config(tiny_world())
+    default = [t for t in objmc_tiny.build_tasks(8, wcfg, 13000) if t.kind == "camera"]
+    asked = [t for t in objmc_tiny.build_tasks(8, wcfg, 13000, camera_boxes=4, camera_speed=1.0) if t.kind == "camera"]
+    assert [t.seed for t in asked] == [t.seed for t in default]
+    assert all(np.isclose(np.linalg.norm(t.shift), 1.0, atol=1e-3) for t in asked)
+    assert max(len(t.traj.boxes) for t in asked) == 4 > max(len(t.traj.boxes) for t in default)
+
+
+def test_pan_probe_refuses_an_existing_output_and_bad_counts(tmp_path, capsys):
+    from bench import pan_probe
+    out = tmp_path / "done.json"
+    out.write_text("{}")
+    for argv in (["--out", str(out)], ["--scenes", "0"], ["--samples", "-1"]):
+        with pytest.raises(SystemExit):
+            pan_probe.main(argv)
+    err = capsys.readouterr().err
+    assert "the file exists" in err and "--scenes 0" in err and "--samples -1" in err and out.read_text() == "{}"

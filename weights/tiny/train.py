@@ -256,15 +256,16 @@ class TrainStep:
     graph use the graph-safe generator, so every replay draws fresh noise.
     """
 
-    def __init__(self, unet, clip, amp_dtype, use_graph):
+    def __init__(self, unet, clip, amp_dtype, use_graph, p_mean=0.3, p_std=1.6):
         self.unet, self.clip, self.amp_dtype, self.use_graph = unet, clip, amp_dtype, use_graph
+        self.p_mean, self.p_std = p_mean, p_std
         self.params = list(unet.module.parameters()) + list(clip.module.parameters())
         self.graph, self.static, self.loss = None, None, None
 
     def _step(self, batch):
         with torch.autocast(batch["x0"].device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None,
                             cache_enabled=False):
-            loss = unet_loss(self.unet.module, self.clip.module, batch)
+            loss = unet_loss(self.unet.module, self.clip.module, batch, self.p_mean, self.p_std)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0, foreach=True)
         self.unet.opt.step(), self.clip.opt.step()
@@ -386,7 +387,8 @@ def train(args):
             unet.load(state_dir, model_dir), clip.load(state_dir, model_dir)
             if meta["unet_steps"] < WARMUP and args.cuda_graph:
                 raise SystemExit(f"--cuda-graph needs a constant learning rate: run {WARMUP} eager steps first")
-            step = TrainStep(unet, clip, torch.bfloat16 if device.type == "cuda" else None, args.cuda_graph)
+            step = TrainStep(unet, clip, torch.bfloat16 if device.type == "cuda" else None, args.cuda_graph,
+                             args.p_mean, args.p_std)
             t0, k0 = time.time(), meta["unet_steps"]
             ready = []                                          # prepared batches, args.prep_chunk at a time
             while time.time() < deadline and (args.max_steps is None or meta["unet_steps"] - k0 < args.max_steps):
@@ -403,7 +405,8 @@ def train(args):
                 meta["unet_steps"] += 1
                 if meta["unet_steps"] % args.log_every == 0:
                     rate = (meta["unet_steps"] - k0) / (time.time() - t0)
-                    meta["log"].append({"stage": "unet", "step": meta["unet_steps"], "loss": loss.item(), "steps_per_s": rate})
+                    meta["log"].append({"stage": "unet", "step": meta["unet_steps"], "loss": loss.item(), "steps_per_s": rate,
+                                        "p_mean": args.p_mean, "pan_prob": args.pan_prob})
                     print(f"unet step {meta['unet_steps']} loss {loss.item():.4f} {rate:.1f} it/s", flush=True)
             unet.save(state_dir, model_dir), clip.save(state_dir, model_dir)
     finally:
@@ -440,6 +443,10 @@ def main():
     p.add_argument("--pan-prob", type=float, default=None,
                    help="probability of a camera pan at difficulty 1 (scaled by difficulty, capped at 1; default: "
                         f"the world's {world.WorldConfig.p_pan}); higher shows the U-Net more camera motion")
+    p.add_argument("--p-mean", type=float, default=0.3,
+                   help="mean of ln(sigma) in U-Net training (EDM's P_mean; std --p-std): higher trains more at the "
+                        "high noise levels where a video's global motion, e.g. a camera pan, is decided")
+    p.add_argument("--p-std", type=float, default=1.6, help="std of ln(sigma) in U-Net training (EDM's P_std)")
     p.add_argument("--cuda-graph", action="store_true", help="capture the U-Net training step as one CUDA graph")
     p.add_argument("--workers", type=int, default=8, help="CPU processes drawing scene parameters")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
@@ -452,6 +459,8 @@ def main():
         p.error(f"--landmark-weight {args.landmark_weight}: expected a weight >= 0")
     if args.pan_prob is not None and args.pan_prob < 0:
         p.error(f"--pan-prob {args.pan_prob}: expected a probability scale >= 0")
+    if args.p_std <= 0:
+        p.error(f"--p-std {args.p_std}: expected a standard deviation > 0")
     if args.prep_chunk < 1:
         p.error(f"--prep-chunk {args.prep_chunk}: expected a number of batches >= 1")
     train(args)

@@ -76,6 +76,10 @@ def main(argv=None):
     refuse_existing(p, out=args.out)
     if args.limit < 1:
         p.error(f"--limit {args.limit}: expected at least 1")
+    if args.camera_boxes is not None and args.camera_boxes < 1:
+        p.error(f"--camera-boxes {args.camera_boxes}: expected at least 1 box")
+    if not args.camera_speed > 0:
+        p.error(f"--camera-speed {args.camera_speed}: expected a speed > 0 px/frame")
     configs = {v: parse_variant(v) for v in args.variants.split(",") if v}   # fails early on a bad name
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -7,8 +7,7 @@ The camera tasks of bench/objmc_tiny.py ask for a camera pan. This measures, on 
 all pan (the world's p_pan forced up; seeds from --first-seed, default 1200, below the training seeds),
 the background's displacement from frame 0 to the last frame: the median over the 3 most structured
 32x32 cells (bench.objmc_tiny's cell contrast) that no sprite comes near in any frame and that keep 12 px
-from the edges, found by
-bench.camera_probe.patch_shift. Reported:
+from the edges, found by bench.camera_probe.patch_shift. Reported:
   read at sigma s  the true clip's latents noised to sigma s (one fixed noise draw), denoised by ONE
                    conditional U-Net call, decoded: the displacement found there, as a fraction of the
                    true one projected on it (1 = the model reads the pan from the noisy clip, 0 = it

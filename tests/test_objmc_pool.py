@@ -127,3 +127,13 @@ def test_pan_probe_refuses_an_existing_output_and_bad_counts(tmp_path, capsys):
             pan_probe.main(argv)
     err = capsys.readouterr().err
     assert "the file exists" in err and "--scenes 0" in err and "--samples -1" in err and out.read_text() == "{}"
+
+
+def test_camera_probe_refuses_bad_box_counts_and_speeds(capsys):
+    from bench import camera_probe
+    for argv in (["--camera-boxes", "0"], ["--camera-speed", "-1"], ["--camera-speed", "nan"]):
+        with pytest.raises(SystemExit):
+            camera_probe.main(argv)
+    err = capsys.readouterr().err
+    assert "--camera-boxes 0: expected at least 1" in err and "--camera-speed -1.0: expected" in err
+    assert "--camera-speed nan: expected" in err

@@ -363,7 +363,7 @@ def build_task(scenes, i, index, wcfg, motion_bucket="scene", camera_boxes=None,
     else:
         pan = scenes.pan[i].double().numpy()
         start = rng.uniform(0, 2 * math.pi)
-        n_boxes = camera_boxes or 1 + (index // CAMERA_EVERY) % 3
+        n_boxes = camera_boxes if camera_boxes is not None else 1 + (index // CAMERA_EVERY) % 3
         best, contrast = None, _cell_contrast(truth[0], W, H)
         for j in range(12):
             angle = start + 2 * math.pi * j / 12

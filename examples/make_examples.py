@@ -19,6 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.objmc_tiny import box_contrast  # noqa: E402
 from model.config import tiny_world  # noqa: E402
 from weights.tiny import world  # noqa: E402
 from weights.tiny.train import world_config  # noqa: E402
@@ -57,15 +58,17 @@ def main():
 
 
 def background_boxes(image, sprite_boxes, n, size=32, shift=12):
-    """n cells of size x size px (8-px grid) with the highest pixel std, >= 4 px clear of every sprite box,
-    >= 8 px apart, and far enough from the left edge to move `shift` px left."""
+    """n cells of size x size px (8-px grid) with the highest pixel std (bench.objmc_tiny.box_contrast, as its
+    camera boxes), >= 4 px clear of every sprite box, >= 8 px apart, and far enough from the left edge to
+    move `shift` px left. image: (3, H, W) in [-1, 1]."""
+    pixels = world.video_to_uint8(image).numpy()                                  # (H, W, 3)
     cells = []
     for y0 in range(0, image.shape[1] - size + 1, 8):
         for x0 in range(shift, image.shape[2] - size + 1, 8):
             box = [x0, y0, x0 + size, y0 + size]
             if all(box[2] + 4 <= b[0] or b[2] + 4 <= box[0] or box[3] + 4 <= b[1] or b[3] + 4 <= box[1]
                    for b in sprite_boxes):
-                cells.append((float(image[:, y0:y0 + size, x0:x0 + size].std((1, 2)).mean()), box))
+                cells.append((box_contrast(pixels, box), box))
     chosen = []
     for _, box in sorted(cells, reverse=True):
         if all(box[2] + 8 <= c[0] or c[2] + 8 <= box[0] or box[3] + 8 <= c[1] or c[3] + 8 <= box[1] for c in chosen):

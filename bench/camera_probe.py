@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.objmc_tiny import CAMERA_SPEED, build_tasks, parse_variant, run_task, track
+from bench.objmc_tiny import CAMERA_SCENES, CAMERA_SPEED, build_tasks, parse_variant, run_task, track
 from bench.outputs import refuse_existing
 from weights import load_svd
 from weights.tiny.train import world_config
@@ -70,6 +70,9 @@ def main(argv=None):
                    help="boxes asked for per camera task (default: 1, 2, 3 cycled, as bench.objmc_tiny)")
     p.add_argument("--camera-speed", type=float, default=CAMERA_SPEED,
                    help=f"px/frame of the wanted scene shift (default {CAMERA_SPEED})")
+    p.add_argument("--camera-scene", choices=CAMERA_SCENES, default="still",
+                   help="the camera scenes' sprites: still in the world (default), or moving as drawn (as bench.objmc_tiny)")
+    p.add_argument("--motion-bucket", default="scene", help="scene (default), target, or a number (as bench.objmc_tiny)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="JSON file (refused if it exists)")
     args = p.parse_args(argv)
@@ -86,8 +89,8 @@ def main(argv=None):
     svd = load_svd(args.weights)
     wcfg = world_config(svd.cfg)
     wanted = args.camera_speed * (wcfg.frames - 1)
-    tasks = [t for t in build_tasks(args.scenes, wcfg, args.first_seed,
-                                    camera_boxes=args.camera_boxes, camera_speed=args.camera_speed) if t.kind == "camera"]
+    tasks = [t for t in build_tasks(args.scenes, wcfg, args.first_seed, args.motion_bucket, camera_boxes=args.camera_boxes,
+                                    camera_speed=args.camera_speed, camera_scene=args.camera_scene) if t.kind == "camera"]
     tasks = tasks[:args.limit]
     rows = {name: [] for name in ["truth", *configs]}
     for task in tqdm(tasks, unit="task"):

@@ -137,3 +137,29 @@ def test_camera_probe_refuses_bad_box_counts_and_speeds(capsys):
     err = capsys.readouterr().err
     assert "--camera-boxes 0: expected at least 1" in err and "--camera-speed -1.0: expected" in err
     assert "--camera-speed nan: expected" in err
+
+
+def test_camera_tasks_hold_their_sprites_still_in_the_world():
+    # Session 9: with sprites moving on their own, camera control could not score below ~0.8x however well it
+    # moved the background. "still" renders a camera task's scene with p_static = 1: its sprites move by the
+    # scene's pan only, so centre_0 + u * t is where a correctly panned video puts them. Object tasks are untouched.
+    from weights.tiny import world
+    from weights.tiny.train import world_config
+    from model.config import tiny_world
+    wcfg = world_config(tiny_world())
+    still = objmc_tiny.build_tasks(8, wcfg, 13000)
+    moving = objmc_tiny.build_tasks(8, wcfg, 13000, camera_scene="moving")
+    t = np.arange(wcfg.frames)[:, None]
+    for a, b in zip(still, moving):
+        if a.kind == "object":
+            assert a.seed == b.seed and np.array_equal(a.traj.boxes, b.traj.boxes)
+            continue
+        pan = world.sample_scenes(wcfg, [a.seed], "cpu", difficulty=a.difficulty).pan[0].double().numpy()
+        for s in a.sprites:
+            own = np.asarray(s.own)
+            assert np.abs(own - own[0] - t * pan).max() < 1e-3, (a.seed, s.k)
+    moved = [np.abs(np.asarray(s.own)[-1] - np.asarray(s.own)[0]).max() for b in moving if b.kind == "camera"
+             for s in b.sprites]
+    assert max(moved) > 4                                      # the old camera scenes did move their sprites
+    with pytest.raises(ValueError, match="camera_scene 'x'"):
+        objmc_tiny.build_tasks(1, wcfg, 13000, camera_scene="x")

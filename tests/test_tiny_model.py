@@ -71,3 +71,16 @@ def test_quality_gate_refuses_an_existing_output(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         tiny_quality.main()
     assert "the file exists" in capsys.readouterr().err and out.read_text() == "{}"
+
+
+def test_quality_gate_knows_a_sprite_hidden_at_frame_0_is_not_rigid_in_the_truth():
+    # Gate scene 1030: sprite 1 starts partly behind sprite 0 and comes out, so its visible area grows 19% in the
+    # rendered clip itself. Its rigidity cannot be judged against frame 0 (the truth would fail the 15% line);
+    # the gate leaves it out and counts it. Sprite 0 stays in view and is judged.
+    from bench import tiny_quality
+    from model.config import tiny_world
+    scenes = world.sample_scenes(world_config(tiny_world()), [1030], "cpu")
+    truth = world.video_to_uint8(scenes.video[0]).numpy()                             # (F, H, W, 3)
+    rows = tiny_quality.measure_scene(truth, scenes, 0)["sprites"]
+    assert rows[1]["truth_size_change"] > tiny_quality.RIGID > rows[0]["truth_size_change"]
+    assert rows[0]["size_change"] == pytest.approx(rows[0]["truth_size_change"], abs=0.02)

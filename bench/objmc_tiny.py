@@ -209,6 +209,7 @@ class Task:
     all_sprites: list               # (k, extent, own centres (F, 2)) of every valid sprite
     motion_bucket: int
     shift: list | None = None       # camera: wanted content shift per frame (px)
+    pan: list | None = None         # camera: the scene's own pan per frame (px; 0 for most scenes)
 
     def describe(self) -> dict:
         return {"index": self.index, "seed": self.seed, "difficulty": self.difficulty, "kind": self.kind,
@@ -249,6 +250,27 @@ def describe_tasks(tasks) -> None:
     for role, c in sorted(by_role.items()):
         print(f"{role:9s} {len(c):4d} boxes; pixel std inside (levels of 255): min {min(c):.1f}, "
               f"median {np.median(c):.1f}, max {max(c):.1f}")
+    floor = perfect_pan_floor(tasks)
+    if floor is not None:
+        print(f"camera sprites: {floor['moving']} of {floor['sprites']} move on their own in the world; a perfect pan "
+              f"leaves ObjMC {floor['objmc']:.2f} px on them")
+
+
+def perfect_pan_floor(tasks) -> dict | None:
+    """The camera tasks' ObjMC if control replaced the scene's pan by the wanted shift exactly: what is left is
+    each scored sprite's own motion in the world, own_t - own_0 - pan * t (zero for still camera scenes;
+    'moving' ones keep it). 'moving': sprites that end more than 1 px from where the world started them."""
+    errors, moving, count = [], 0, 0
+    for task in tasks:
+        if task.kind != "camera":
+            continue
+        t = np.arange(len(task.truth), dtype=np.float64)[:, None]
+        for s in task.sprites:
+            world_motion = np.linalg.norm(s.own - s.own[0] - t * np.asarray(task.pan), axis=1)   # (F,)
+            errors.extend(world_motion)
+            moving += bool(world_motion[-1] > 1)
+            count += 1
+    return {"sprites": count, "moving": moving, "objmc": float(np.mean(errors))} if count else None
 
 
 def _inside(box, disp, W, H, margin=0.0) -> bool:
@@ -354,7 +376,7 @@ def build_task(scenes, i, index, wcfg, motion_bucket="scene", camera_boxes=None,
         return Sprite(k, role, [float(v) for v in scenes.colour[i, k]], float(scenes.radius[i, k]),
                       float(scenes.extent[i, k]), area0, target, own)
 
-    shift = None
+    shift, pan = None, None
     if kind == "object":
         for k, own, box0, area0 in eligible[:3]:
             own_vel = scenes.screen_velocity[i, k].double().numpy()
@@ -393,6 +415,7 @@ def build_task(scenes, i, index, wcfg, motion_bucket="scene", camera_boxes=None,
             return None
         _, u, inside, cams = best
         shift = [round(float(v), 4) for v in u]
+        pan = [float(v) for v in scenes.pan[i]]
         disp = t[:, None] * u[None]
         for box in cams:
             boxes.append(box)
@@ -414,7 +437,7 @@ def build_task(scenes, i, index, wcfg, motion_bucket="scene", camera_boxes=None,
         bucket = int(motion_bucket)
     image = Image.fromarray(truth[0])
     return Task(index, seed, float(scenes.difficulty[i]), kind, image, truth, traj, roles, sprites, all_sprites,
-                bucket, shift)
+                bucket, shift, pan)
 
 
 def build_tasks(n, wcfg, first_seed=FIRST_SEED, motion_bucket="scene", max_tries=None, camera_boxes=None,

@@ -254,27 +254,37 @@ def speed_settings(args, device) -> dict:
     return {"checkpointing": mode, "offload": args.low_vram, "compile": args.compile}
 
 
-MODEL_GUIDANCE_FLAGS = ("layers", "window", "iterations", "lr")   # default: the model config's, else the paper's
+# SGI2VConfig field -> the run.py flag that sets it; unset flags default to the model config's `guidance` value
+# for that field, else the paper's (SGI2VConfig()). A config's "cutoff": null means no restore, like --gamma none.
+MODEL_GUIDANCE_FIELDS = {"layers": "layers", "window": "window", "iterations": "iterations", "lr": "lr",
+                         "cutoff": "gamma"}
+GAMMA_UNSET = object()                 # --gamma's default: None already means 'none' (no restore)
+
+
+def flag_given(args, flag: str) -> bool:
+    return getattr(args, flag) is not GAMMA_UNSET if flag == "gamma" else getattr(args, flag) is not None
 
 
 def guidance_settings(args, model_cfg, trajectory_path):
     """SGI2VConfig from the guidance flags, or None without a trajectory. Raises RunError naming the flag.
-    --layers, --window, --iterations and --lr default to the model config's `guidance` values, else the paper's."""
+    --layers, --window, --iterations, --lr and --gamma default to the model config's `guidance` values, else the
+    paper's."""
     if trajectory_path is None:
         return None
     unet_cfg, paper = model_cfg.unet, SGI2VConfig()
-    unknown = set(model_cfg.guidance) - set(MODEL_GUIDANCE_FLAGS)
+    unknown = set(model_cfg.guidance) - set(MODEL_GUIDANCE_FIELDS)
     if unknown:
         raise RunError(f"model config {model_cfg.name}: guidance fields {sorted(unknown)} are not supported; "
-                       f"expected some of {list(MODEL_GUIDANCE_FLAGS)}")
-    value = {flag: getattr(args, flag) if getattr(args, flag) is not None
-             else model_cfg.guidance.get(flag, getattr(paper, flag)) for flag in MODEL_GUIDANCE_FLAGS}
+                       f"expected some of {list(MODEL_GUIDANCE_FIELDS)}")
+    value = {flag: getattr(args, flag) if flag_given(args, flag) else model_cfg.guidance.get(field, getattr(paper, field))
+             for field, flag in MODEL_GUIDANCE_FIELDS.items()}                  # keyed by flag
     checks = [("iterations", value["iterations"] >= 0, "an integer >= 0"), ("lr", value["lr"] > 0, "a learning rate > 0"),
-              ("gamma", args.gamma is None or args.gamma >= 0, "a cut-off >= 0, or none (no restore)"),
+              ("gamma", value["gamma"] is None or value["gamma"] >= 0, "a cut-off >= 0, or none (no restore)"),
               ("butterworth_order", args.butterworth_order > 0, "a filter order > 0")]
+    config_name = {flag: field for field, flag in MODEL_GUIDANCE_FIELDS.items()}
     def named(flag):                                   # where a value came from: the flag, else the model config
-        if flag in MODEL_GUIDANCE_FLAGS and getattr(args, flag) is None:
-            return f"model config {model_cfg.name}: guidance {flag}"
+        if flag in config_name and not flag_given(args, flag):
+            return f"model config {model_cfg.name}: guidance {config_name[flag]}"
         return f"--{flag.replace('_', '-')}"
     for flag, ok, expected in checks:
         if not ok:
@@ -288,7 +298,7 @@ def guidance_settings(args, model_cfg, trajectory_path):
         except ValueError as e:
             raise RunError(f"{named('layers')} {format_layers(layers)}: {e}") from e
     return SGI2VConfig(layers=layers, feature_source=args.feature_source, window=tuple(value["window"]),
-                       iterations=value["iterations"], lr=value["lr"], cutoff=args.gamma, order=args.butterworth_order,
+                       iterations=value["iterations"], lr=value["lr"], cutoff=value["gamma"], order=args.butterworth_order,
                        weighting=args.weighting, baseline=None if args.baseline == "none" else args.baseline)
 
 
@@ -468,9 +478,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=None,
                    help="AdamW learning rate on the latent; " + model_default.format(
                        f"{tiny.guidance['lr']:g} for {tiny.name}", d.lr))
-    g.add_argument("--gamma", type=parse_gamma, default=d.cutoff,
+    g.add_argument("--gamma", type=parse_gamma, default=GAMMA_UNSET,
                    help="cut-off of the low-pass that keeps the optimised latent's low frequencies and restores "
-                        f"the high ones (Eq. 2); 'none' = no restore (default: {d.cutoff})")
+                        "the high ones (Eq. 2); 'none' = no restore; " + model_default.format(
+                            f"{tiny.guidance['cutoff']:g} for {tiny.name}", d.cutoff))
     g.add_argument("--butterworth-order", type=int, default=d.order,
                    help=f"order of that Butterworth low-pass (default: {d.order})")
     g.add_argument("--weighting", choices=sorted(HEATMAPS), default=d.weighting,

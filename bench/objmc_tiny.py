@@ -134,6 +134,8 @@ def model_switches(guidance: dict) -> str:
         parts.append(f"lr_{guidance['lr']:g}")
     if "iterations" in guidance:
         parts.append(f"iters_{guidance['iterations']}")
+    if "cutoff" in guidance:
+        parts.append("gamma_none" if guidance["cutoff"] is None else f"gamma_{guidance['cutoff']:g}")
     return "+".join(parts)
 
 

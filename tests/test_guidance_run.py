@@ -94,15 +94,21 @@ def test_flag_parsers():
     assert run.parse_layers("2.1,2.2") == ((2, 1), (2, 2)) and run.parse_window("0,1") == (0.0, 1.0)
     assert run.parse_gamma("None") is None and run.parse_gamma("0.25") == 0.25
     args = run.parser().parse_args([])
-    assert (args.layers, args.gamma, args.window, args.iterations, args.lr) == (None, 0.5, None, None, None)
+    assert (args.layers, args.gamma, args.window, args.iterations, args.lr) == (None, run.GAMMA_UNSET, None, None, None)
 
 
 def test_guidance_defaults_come_from_the_model_config_else_the_paper(tmp_path):
     from model.config import svd, tiny_world
     paper = run.guidance_settings(run.parser().parse_args([]), svd(), tmp_path)
-    assert (paper.layers, paper.window, paper.iterations, paper.lr) == (((2, 1), (2, 2)), (0.1, 0.4), 5, 0.21)
+    assert (paper.layers, paper.window, paper.iterations, paper.lr, paper.cutoff) == (((2, 1), (2, 2)), (0.1, 0.4), 5, 0.21, 0.5)
     tiny = run.guidance_settings(run.parser().parse_args([]), tiny_world(), tmp_path)
-    assert (tiny.layers, tiny.window, tiny.iterations, tiny.lr) == (((2, 1), (2, 2), (3, 1), (3, 2)), (0.1, 0.4), 10, 10.0)
+    assert (tiny.layers, tiny.window, tiny.iterations, tiny.lr, tiny.cutoff) == (((2, 1), (2, 2), (3, 1), (3, 2)),
+                                                                                (0.1, 0.4), 10, 10.0, 0.75)
+    for flag, cutoff in (("none", None), ("0.5", 0.5)):   # --gamma beats the config, and 'none' is not "unset"
+        assert run.guidance_settings(run.parser().parse_args(["--gamma", flag]), tiny_world(), tmp_path).cutoff == cutoff
+    no_restore = tiny_world()
+    no_restore.guidance = dict(no_restore.guidance, cutoff=None)       # a config's null: no restore
+    assert run.guidance_settings(run.parser().parse_args([]), no_restore, tmp_path).cutoff is None
     flags = run.guidance_settings(run.parser().parse_args(["--lr", "0.5", "--layers", "2.1,2.2"]), tiny_world(), tmp_path)
     assert (flags.layers, flags.iterations, flags.lr) == (((2, 1), (2, 2)), 10, 0.5)
     odd = tiny_world()
@@ -114,7 +120,10 @@ def test_guidance_defaults_come_from_the_model_config_else_the_paper(tmp_path):
         run.guidance_settings(run.parser().parse_args([]), odd, tmp_path)
     with pytest.raises(run.RunError, match="^--lr -1.0: expected"):
         run.guidance_settings(run.parser().parse_args(["--lr", "-1"]), tiny_world(), tmp_path)
+    odd.guidance = {"cutoff": -0.5}
+    with pytest.raises(run.RunError, match="^model config sgi2v-tiny: guidance cutoff -0.5: expected a cut-off"):
+        run.guidance_settings(run.parser().parse_args([]), odd, tmp_path)
     bad = tiny_world()
-    bad.guidance = {"gamma": 1.0}
+    bad.guidance = {"gamma": 1.0}                        # the flag's name is not the config field's (cutoff)
     with pytest.raises(run.RunError, match="guidance fields \\['gamma'\\]"):
         run.guidance_settings(run.parser().parse_args([]), bad, tmp_path)

@@ -726,7 +726,7 @@ def main(argv=None):
                    help="instead of generating: print the --scenes tasks' boxes per role with their pixel contrast")
     p.add_argument("--intervals", metavar="JSON", default=None,
                    help="instead of generating: print each variant's ratio to no control (or --base) in this result "
-                        f"file, with its {INTERVAL_LEVEL:.0%} bootstrap interval over tasks")
+                        f"file, with its {INTERVAL_LEVEL * 100:.0f}%% bootstrap interval over tasks")
     p.add_argument("--base", default="none", metavar="VARIANT", help="--intervals: the variant to divide by")
     p.add_argument("--kind", choices=("object", "camera"), default=None,
                    help="--intervals: only the tasks of this kind (default: all)")

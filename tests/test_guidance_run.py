@@ -103,7 +103,7 @@ def test_guidance_defaults_come_from_the_model_config_else_the_paper(tmp_path):
     assert (paper.layers, paper.window, paper.iterations, paper.lr, paper.cutoff) == (((2, 1), (2, 2)), (0.1, 0.4), 5, 0.21, 0.5)
     tiny = run.guidance_settings(run.parser().parse_args([]), tiny_world(), tmp_path)
     assert (tiny.layers, tiny.window, tiny.iterations, tiny.lr, tiny.cutoff) == (((2, 1), (2, 2), (3, 1), (3, 2)),
-                                                                                (0.1, 0.4), 10, 10.0, 0.75)
+                                                                                (0.2, 0.6), 10, 0.3, 0.75)
     for flag, cutoff in (("none", None), ("0.5", 0.5)):   # --gamma beats the config, and 'none' is not "unset"
         assert run.guidance_settings(run.parser().parse_args(["--gamma", flag]), tiny_world(), tmp_path).cutoff == cutoff
     no_restore = tiny_world()

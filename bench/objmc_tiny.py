@@ -120,7 +120,9 @@ SOURCES = {"self_attention": "self_attention", "temporal_attention": "temporal_a
 # The paper's optimisation strength does not transfer to the tiny model (16 steps, so the default window
 # holds 5 optimised steps where the paper's 50 hold 16; a 16x16 latent, on which the paper's layers run at
 # 8x8): at lr 0.21 the sprites barely move. The sweeps on the 32 tasks (README, "SG-I2V on the tiny world")
-# picked lr 3 with 10 iterations first, then added the full-resolution layers (3,1),(3,2) with lr 10.
+# picked lr 3 with 10 iterations first, then added the full-resolution layers (3,1),(3,2) with lr 10;
+# session 11 moved the window later (0.2-0.6: sigma 119 to 5 over 16 steps) at a small lr (0.3), where the
+# tiny model decides motion and a small step does not break the image (README).
 # 'tiny' = SGI2VConfig() + the shipped model's guidance defaults; the ablations are run on top of it, so
 # that each switch is measured where the method does something.
 def model_switches(guidance: dict) -> str:

@@ -143,7 +143,7 @@ def tiny_world() -> SVDConfig:
                                   decode_chunk_size=8),
         # the paper's lr 0.21 x 5 iterations at layers (2,1),(2,2) (8x8 here) barely moves sprites (16
         # steps, a 16x16 latent); the sweep of bench/objmc_tiny.py (README, "SG-I2V on the tiny world")
-        # picked these: the paper's layers plus the full-resolution (3,1),(3,2), lr 10, 10 iterations
+        # picked these: the paper's layers plus the full-resolution (3,1),(3,2), 10 iterations (with lr 10 then)
         # (on the model at 17,484 steps; at 23,865, validation tasks found no better lr, iterations or window);
         # Eq. 2's cut-off 0.75 instead of 0.5 by a rule fixed before the gamma sweep on 64 tuning tasks (README);
         # window 0.2-0.6 (steps 4-9 of 16, sigma 119 to 5) at lr 0.3 instead of 0.1-0.4 at lr 10, by the same

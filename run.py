@@ -471,7 +471,8 @@ def parser() -> argparse.ArgumentParser:
                        f"{format_layers(d.layers)}, the middle stage's last two: M2, M3"))
     g.add_argument("--window", type=parse_window, default=None,
                    help="optimise denoising step i when START <= i / steps <= END; " + model_default.format(
-                       "none for SVD", f"{d.window[0]},{d.window[1]}: steps 5..20 of 50, the paper's t = 45..30"))
+                       "{:g},{:g} for {}".format(*tiny.guidance["window"], tiny.name),
+                       f"{d.window[0]},{d.window[1]}: steps 5..20 of 50, the paper's t = 45..30"))
     g.add_argument("--iterations", type=int, default=None,
                    help="AdamW iterations per optimised step; " + model_default.format(
                        f"{tiny.guidance['iterations']} for {tiny.name}", d.iterations))

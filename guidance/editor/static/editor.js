@@ -263,9 +263,14 @@ function hint() {
 }
 
 // ------------------------------------------------------------------ mouse
+function canvasPoint(e) {                      // display px of a pointer event, from the image's top-left
+  const r = canvas.getBoundingClientRect();
+  return [e.clientX - r.left - canvas.clientLeft, e.clientY - r.top - canvas.clientTop];
+}
+
 function pointer(e) {                          // image px of a pointer event
-  const r = canvas.getBoundingClientRect(), [kx, ky] = scale();
-  return [(e.clientX - r.left) / kx, (e.clientY - r.top) / ky];
+  const [x, y] = canvasPoint(e), [kx, ky] = scale();
+  return [x / kx, y / ky];
 }
 
 function hit(p) {                              // the box under image point p in the current frame (selected first)
@@ -284,8 +289,8 @@ canvas.addEventListener("pointerdown", e => {
   const p = pointer(e), n = state.frame;
   canvas.setPointerCapture(e.pointerId);
   if (n === 0 && state.selected >= 0) {        // a corner of the selected box: resize
-    const r = canvas.getBoundingClientRect();
-    const corner = corners(state.boxes[state.selected].box).findIndex(([x, y]) => Math.hypot(x - (e.clientX - r.left), y - (e.clientY - r.top)) <= HANDLE);
+    const [cx, cy] = canvasPoint(e);
+    const corner = corners(state.boxes[state.selected].box).findIndex(([x, y]) => Math.hypot(x - cx, y - cy) <= HANDLE);
     if (corner >= 0) { state.drag = {kind: "resize", i: state.selected, corner, start: state.boxes[state.selected].box.slice()}; return; }
   }
   const i = hit(p);

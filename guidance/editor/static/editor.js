@@ -223,12 +223,12 @@ function renderList() {
       .map(f => `<span class="key">frame ${f}: (${b.keys[f][0].toFixed(1)}, ${b.keys[f][1].toFixed(1)})<button data-key="${f}" title="remove this keyframe">x</button></span>`);
     const groups = [0, 1, 2, 3, 4].map(g => `<option value="${g}"${g === b.group ? " selected" : ""}>${g ? g : "none"}</option>`);
     const interps = state.config.interpolations.map(m => `<option${m === b.interpolation ? " selected" : ""}>${m}</option>`);
-    li.innerHTML = `<span class="swatch">${i}</span>` +
-      `box (${b.box.map(v => v.toFixed(1)).join(", ")}) ` +
-      `<label><input type="checkbox" class="pin"${b.pinned ? " checked" : ""}> pin</label> ` +
-      `<select class="interpolation" title="path between keyframes">${interps.join("")}</select> ` +
-      `<label>group <select class="group" title="camera group: its boxes move together">${groups.join("")}</select></label> ` +
-      `<button class="delete" type="button">delete</button>` +
+    li.innerHTML = `<div class="row"><span class="swatch">${i}</span>` +
+      `<span class="coords">box (${b.box.map(v => v.toFixed(1)).join(", ")})</span>` +
+      `<button class="delete" type="button">delete</button></div><div class="row">` +
+      `<label><input type="checkbox" class="pin"${b.pinned ? " checked" : ""}> pin</label>` +
+      `<select class="interpolation" title="path between keyframes">${interps.join("")}</select>` +
+      `<label>camera group <select class="group" title="the boxes of a group move together">${groups.join("")}</select></label></div>` +
       `<div class="keys">${b.pinned ? "pinned: no motion" : keys.length ? "keyframes: " + keys.join("") : "no keyframes yet: pick a frame and drag the box"}</div>` +
       `<div class="error"></div>`;
     paintSwatches(li);

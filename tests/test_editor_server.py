@@ -209,21 +209,27 @@ def test_crashed_job_leaves_no_output_and_the_server_keeps_serving(server, monke
     assert wait_job(server)["state"] == "done"
 
 
-def test_the_editor_makes_the_cli_video(server, tiny_dir, png, tmp_path):
-    assert call(server, "/api/generate", "POST", {"trajectory": DOC, "seed": 5})[0] == 202
-    job = wait_job(server)
+def test_the_editor_makes_the_cli_video(tmp_path):
+    # The shipped tiny model (6 steps, 1 iteration): guided runs of the random test model above are not
+    # bit-reproducible even between two CLI runs (pixel differences up to 23 with the Eq. 2 restore on;
+    # none with --gamma none), so they cannot show that the editor and the CLI compute the same thing.
+    image, flags = REPO / "examples" / "sprites.png", ["--steps", "6", "--iterations", "1"]
+    with serving(["--image", str(image), "--out", str(tmp_path / "root"), *flags]) as server:
+        doc = {"boxes": [{"box": [17.3, 49.2, 57.5, 89.4], "keyframes": {"7": [43.4, 33.3]}}]}
+        assert call(server, "/api/generate", "POST", {"trajectory": doc, "seed": 5})[0] == 202
+        job = wait_job(server)
     assert job["state"] == "done", job
     folder = Path(job["result"]["folder"])
     record = json.loads((folder / "run.json").read_text())
     trajectory = Path(record["inputs"]["trajectory"]["path"])
-    assert json.loads(trajectory.read_text()) == DOC                  # what the page sent is what the run read
+    assert json.loads(trajectory.read_text()) == doc                  # what the page sent is what the run read
     assert record["settings"]["seed"] == 5 and record["guidance"]["method"] == "SG-I2V"
     cli = tmp_path / "cli"
-    assert run.cli(["--weights", str(tiny_dir), "--image", str(png), "--trajectory", str(trajectory), "--seed", "5",
-                    "--out", str(cli), "--quiet"]) == 0
-    np.testing.assert_array_equal(read_video(folder / "video.mp4"), read_video(cli / "video.mp4"))
-    for name in ("frame_000.png", "frame_003.png"):                   # bit-exact frames: the same code path
+    assert run.cli(["--image", str(image), "--trajectory", str(trajectory), "--seed", "5", "--out", str(cli), "--quiet",
+                    *flags]) == 0
+    for name in ("frame_000.png", "frame_007.png"):                   # bit-exact frames: the same computation
         assert (folder / "frames" / name).read_bytes() == (cli / "frames" / name).read_bytes()
+    np.testing.assert_array_equal(read_video(folder / "video.mp4"), read_video(cli / "video.mp4"))
 
 
 def test_uploaded_image_is_used(server, tmp_path):

@@ -569,7 +569,7 @@ def cli(argv=None) -> int:
     try:
         if args.edit:
             from guidance.editor.server import serve              # the editor imports run
-            return serve(args)
+            return serve(sys.argv[1:] if argv is None else argv)
         main(args)
     except (RunError, WeightsError) as e:
         print(f"run.py: error: {e}", file=sys.stderr)

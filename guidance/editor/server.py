@@ -38,7 +38,7 @@ from PIL import Image, UnidentifiedImageError
 import run
 from guidance.draw import COLOURS
 from guidance.trajectory import INTERPOLATIONS, JSON_TOP_FIELDS, TrajectoryError, load_trajectories, to_json
-from weights import WeightsError, find_svd
+from weights import WeightsError
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGES = {"/": ("editor.html", "text/html; charset=utf-8"), "/editor.js": ("editor.js", "text/javascript"),
@@ -67,61 +67,66 @@ class Cancelled(Exception):
 
 
 # ---------------------------------------------------------------- run.py glue: the CLI's own code path
-def model_settings(args) -> tuple:
-    """(run.py's sampling settings for these flags, the model's name): frames, width, height, fps, steps, ..."""
-    files = find_svd(args.weights, model=args.model)
-    return run.settings(args, files.cfg), files.cfg.name
+EDITOR_FLAGS = {"--edit": 0, "--host": 1, "--port": 1, "--no-trajectory": 0}   # flag -> values it takes
 
 
-def prepare_job(args):
-    """Every check of run.py's main before the weights are read (image, settings, device, guidance flags,
-    trajectory, output folder); raises RunError / WeightsError naming the flag or field."""
-    image = run.read_image(Path(args.image))
-    files = find_svd(args.weights, model=args.model)
-    s = run.settings(args, files.cfg)
-    run.pick_device(args.device, args.dtype)
-    trajectory = None if args.no_trajectory else Path(args.trajectory)
-    if run.guidance_settings(args, files.cfg, trajectory) is not None:
-        run.read_trajectory(trajectory, image.size, s)
-    run.check_out(Path(args.out), overwrite=False)
-    return args
+def job_command(argv: list, job_flags: list) -> list:
+    """The `python run.py` command line that makes the same video as a job: the editor's command line
+    without its own flags, then the job's (argparse keeps the last value of a repeated flag)."""
+    command, skip = ["run.py"], 0
+    for token in argv:
+        name = token.split("=", 1)[0]
+        if skip:
+            skip -= 1
+        elif name in EDITOR_FLAGS:
+            skip = 0 if "=" in token else EDITOR_FLAGS[name]
+        else:
+            command.append(token)
+    return command + job_flags
+
+
+def job_flags(args) -> list:
+    """The flags a job sets on top of the editor's: image, trajectory (or none), seed, out."""
+    trajectory = ["--no-trajectory"] if args.no_trajectory else ["--trajectory", args.trajectory]
+    return ["--image", args.image, *trajectory, "--seed", str(args.seed), "--out", args.out]
 
 
 def execute_job(editor, job, on_progress) -> Path:
-    """Generate the prepared job as `python run.py` does; returns the output folder."""
-    on_progress({"stage": "generate"})
-    return run.main(job)
+    """Generate a job that run.prepare checked, with the networks loaded once and kept; returns --out."""
+    if editor.svd is None:
+        on_progress({"stage": "load"})
+        editor.svd = run.load_model(job)
+    return run.execute(job, editor.svd, on_progress)
 
 
 def error_field(error: Exception) -> str:
-    """The page control a run.py error concerns, from the flag it names."""
-    for prefix, field in (("--seed", "seed"), ("--trajectory", "trajectory"), ("--image", "image")):
-        if str(error).startswith(prefix):
-            return field
-    return "generate"
+    """The page control a run.py error concerns: its flag attribute if it has one, else the flag it names."""
+    flag = getattr(error, "flag", None) or str(error).split(" ", 1)[0]
+    return {"--seed": "seed", "--trajectory": "trajectory", "--image": "image"}.get(flag, "generate")
 
 
 # ---------------------------------------------------------------- what the server holds
 class Editor:
     """The base flags, the output root, the input image, the one job and its progress."""
 
-    def __init__(self, args):
-        self.args, self.token = args, secrets.token_urlsafe(32)
+    def __init__(self, args, argv: list):
+        """args: run.py's flags (parser()), argv: the command line they came from (for each run's record).
+        Everything is checked as `python run.py` checks it (run.prepare), before anything is served."""
+        self.args, self.argv, self.token = args, list(argv), secrets.token_urlsafe(32)
         self.root = Path(args.out or Path("outputs") / "editor").resolve()
-        image_path, trajectory_path = run.input_files(args.image)
-        if args.trajectory is not None:
-            trajectory_path = Path(args.trajectory)
-        self.image_path, self.image_size = image_path, run.read_image(image_path).size
-        self.settings, self.model_name = model_settings(args)
-        self.start_doc = None if args.no_trajectory else self.start_trajectory(trajectory_path)
-        self.lock, self.thread, self.stopping = threading.Lock(), None, False
+        check = copy.copy(args)
+        check.out, check.overwrite = str(self.root / ".check"), False          # checked, never written
+        job = run.prepare(check, command=[])
+        self.image_path, self.image_size = job.image_path, job.image.size
+        self.settings, self.model_name = job.settings, job.files.cfg.name
+        self.start_doc = self.start_trajectory(job.trajectory_path)
+        self.lock, self.thread, self.stopping, self.svd = threading.Lock(), None, False, None
         self.job = {"state": "idle"}
 
     def start_trajectory(self, path):
         """The trajectory the page opens with (--trajectory, or the bundled example's) as a JSON document."""
         if path is None:
             return None
-        run.read_trajectory(path, self.image_size, self.settings)                 # RunError naming --trajectory
         if path.suffix.lower() == ".json":
             return json.loads(path.read_text())
         return json.loads(to_json(load_trajectories(path, self.image_size, self.settings["frames"])))
@@ -192,7 +197,7 @@ class Editor:
             run_id = self.new_run_id()
             args, trajectory = self.job_args(run_id, seed, doc)
             try:
-                job = prepare_job(args)
+                job = run.prepare(args, command=job_command(self.argv, job_flags(args)))
             except (run.RunError, WeightsError) as e:
                 if trajectory is not None:
                     trajectory.unlink(missing_ok=True)
@@ -314,6 +319,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.send(404, b"404 not found\n", "text/plain; charset=utf-8")
         except EditorError as e:
             self.send_json(e.status, {"error": str(e), "field": e.field})
+        except Exception as e:                       # a bug: say so in one line, keep serving, log the traceback
+            traceback.print_exc()
+            self.send_json(500, {"error": f"internal error: {type(e).__name__}: {e}", "field": "generate"})
 
     def authorised(self, query) -> bool:
         token = self.editor.token.encode()
@@ -408,11 +416,14 @@ class EditorServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/?token={self.editor.token}"
 
 
-def serve(args) -> int:
-    """`python run.py --edit`: check the flags and inputs, print the URL, serve until Ctrl-C (exit status 130)."""
+def serve(argv: list) -> int:
+    """`python run.py --edit ...`: check the flags and inputs, print the URL, serve until Ctrl-C (exit status
+    130). argv: run.py's command line. It is parsed again by the `run` module's parser: `python run.py` runs
+    as __main__, whose RunError and flag defaults (the --gamma sentinel) are other objects than run's."""
+    args = run.parser().parse_args(argv)
     try:
-        server = EditorServer(Editor(args), args.host, args.port)
-    except (run.RunError, WeightsError) as e:     # `python run.py` runs as __main__: its RunError is another class
+        server = EditorServer(Editor(args, argv), args.host, args.port)
+    except (run.RunError, WeightsError) as e:
         print(f"run.py: error: {e}", file=sys.stderr)
         return 2
     if args.host not in LOCAL_HOSTS:

@@ -240,6 +240,9 @@ def test_generate_shows_the_video_and_the_follow_report(browser, server):
         assert abs(state[1] - F / 7) < 0.02                                    # 8 frames at 7 fps: 1.143 s
         wait(lambda: browser.execute_script(f"return document.getElementById('{video}').currentTime > 0"),
              what=f"{video} plays")
+        seeked = browser.execute_async_script(f"""const done = arguments[0], v = document.getElementById('{video}');
+            v.pause(); v.addEventListener('seeked', () => done(v.currentTime), {{once: true}}); v.currentTime = 0.75;""")
+        assert abs(seeked - 0.75) < 1e-3                                        # seeking works (Range requests)
     run_id = browser.find_element("id", "result-run").text.split()[1]
     record = json.loads((server.editor.root / run_id / "run.json").read_text())
     follow = browser.find_element("id", "follow").text

@@ -127,6 +127,11 @@ def test_path_traversal_is_refused(server, tiny_dir):
     run_id = job["run"]
     assert call(server, f"/runs/{run_id}/video.mp4")[0] == 200       # the run's own files are served
     assert call(server, f"/runs/{run_id}/frames/frame_000.png")[0] == 200
+    video = (server.editor.root / run_id / "video.mp4").read_bytes()
+    status, headers, body = call(server, f"/runs/{run_id}/video.mp4", headers={"Range": "bytes=100-199"})
+    assert (status, headers["Content-Range"], body) == (206, f"bytes 100-199/{len(video)}", video[100:200])
+    assert call(server, f"/runs/{run_id}/video.mp4", headers={"Range": "bytes=-50"})[2] == video[-50:]
+    assert call(server, f"/runs/{run_id}/video.mp4", headers={"Range": f"bytes={len(video)}-"})[0] == 416
     (server.editor.root / "secret.json").write_text("{}")             # inside the root, but no run's file
     for path in [f"/runs/{run_id}/../../run.py", f"/runs/{run_id}/..%2f..%2frun.py", f"/runs/{run_id}/%2e%2e/secret.json",
                  f"/runs/..%2fsecret.json", "/runs/../secret.json", f"/runs/{run_id}/../secret.json",

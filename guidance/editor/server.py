@@ -352,7 +352,7 @@ class Handler(BaseHTTPRequestHandler):
             file = editor.run_file(path[len("/runs/"):].split("/"))
             if file is None:
                 return False
-            self.send(200, file.read_bytes(), RUN_FILE_TYPES[file.suffix])
+            self.send_range(file.read_bytes(), RUN_FILE_TYPES[file.suffix])
         elif method == "POST" and path == "/api/image":
             name = unquote(self.headers.get("X-Filename") or "image")
             self.send_json(200, editor.set_image(self.body(), name))
@@ -383,6 +383,19 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(request, dict):
             raise EditorError(400, f"request body: expected a JSON object, got {type(request).__name__}")
         return request
+
+    def send_range(self, data: bytes, kind: str) -> None:
+        """The file, or the byte range the Range header asks for (206): browsers seek in videos this way."""
+        wanted = re.fullmatch(r"bytes=([0-9]*)-([0-9]*)", self.headers.get("Range") or "")
+        if wanted is None or wanted[1] == wanted[2] == "":
+            return self.send(200, data, kind, {"Accept-Ranges": "bytes"})
+        size = len(data)
+        start, end = (int(wanted[1]), int(wanted[2] or size - 1)) if wanted[1] else (size - int(wanted[2]), size - 1)
+        start, end = max(start, 0), min(end, size - 1)
+        if start > end:
+            return self.send(416, b"", kind, {"Content-Range": f"bytes */{size}"})
+        self.send(206, data[start:end + 1], kind, {"Content-Range": f"bytes {start}-{end}/{size}",
+                                                   "Accept-Ranges": "bytes"})
 
     def send_json(self, status: int, value) -> None:
         self.send(status, json.dumps(value).encode(), "application/json")

@@ -111,8 +111,14 @@ def save(browser, downloads):
     for old in downloads.iterdir():
         old.unlink()
     browser.find_element("id", "save").click()
-    path = wait(lambda: next((p for p in downloads.glob("*.json")), None), what="download")
-    return path, json.loads(path.read_text())
+
+    def downloaded():                                     # the file may appear before its bytes are written
+        for path in downloads.glob("*.json"):
+            try:
+                return path, json.loads(path.read_text())
+            except json.JSONDecodeError:
+                return None
+    return wait(downloaded, what="download")
 
 
 def js_centres(browser):

@@ -174,8 +174,9 @@ def test_bad_inputs_name_their_control_and_leave_nothing(server, tmp_path):
                                          "inside the 80x60"), error
     status, _, body = call(server, "/api/image", "POST", b"not an image", headers={"X-Filename": "cat.png"})
     assert status == 400 and json.loads(body)["field"] == "image" and "'cat.png'" in json.loads(body)["error"]
-    status, _, body = call(server, "/api/generate", "POST", b"{no json")
-    assert status == 400 and "expected JSON" in json.loads(body)["error"]
+    for text in (b"{no json", b"[" * 100_000 + b"]" * 100_000):           # bad and too deeply nested JSON
+        status, _, body = call(server, "/api/generate", "POST", text)
+        assert status == 400 and "request body: expected JSON" in json.loads(body)["error"]
     assert json.loads(call(server, "/api/job")[2]) == {"state": "idle"}
     root = server.editor.root
     assert not root.exists() or sorted(p.name for p in root.rglob("*")) == ["inputs"]

@@ -378,8 +378,8 @@ class Handler(BaseHTTPRequestHandler):
     def json_body(self):
         try:
             request = json.loads(self.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise EditorError(400, f"request body: expected JSON ({e})") from e
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise EditorError(400, f"request body: expected JSON ({type(e).__name__}: {e})") from e
         if not isinstance(request, dict):
             raise EditorError(400, f"request body: expected a JSON object, got {type(request).__name__}")
         return request

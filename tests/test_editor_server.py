@@ -224,7 +224,8 @@ def test_the_editor_makes_the_cli_video(tmp_path):
         assert call(server, "/api/generate", "POST", {"trajectory": doc, "seed": 5})[0] == 202
         job = wait_job(server)
     assert job["state"] == "done", job
-    folder = Path(job["result"]["folder"])
+    folder = tmp_path / "root" / job["run"]
+    assert Path(job["result"]["folder"]).resolve() == folder.resolve()
     record = json.loads((folder / "run.json").read_text())
     trajectory = Path(record["inputs"]["trajectory"]["path"])
     assert json.loads(trajectory.read_text()) == doc                  # what the page sent is what the run read
@@ -248,7 +249,7 @@ def test_uploaded_image_is_used(server, tmp_path):
     assert headers["Content-Type"] == "image/jpeg" and data == (tmp_path / "grey.jpg").read_bytes()
     doc = {"boxes": [{"box": [10, 10, 30, 30], "keyframes": {"3": [30, 20]}}]}
     assert call(server, "/api/generate", "POST", {"trajectory": doc, "seed": 1})[0] == 202
-    record = json.loads((Path(wait_job(server)["result"]["folder"]) / "run.json").read_text())
+    record = json.loads((server.editor.root / wait_job(server)["run"] / "run.json").read_text())
     assert record["inputs"]["image"]["size"] == [64, 48]
     assert Path(record["inputs"]["image"]["path"]).parent == server.editor.root / "inputs"
 

@@ -267,7 +267,9 @@ class Editor:
         """Where the page finds a finished run's video, overlay, run.json and follow report."""
         record = json.loads((self.root / run_id / "run.json").read_text())
         base, outputs = f"/runs/{run_id}/", record["outputs"]
-        return {"run": run_id, "folder": str(self.root / run_id), "video": base + outputs["video"],
+        folder = self.root / run_id
+        shown = folder.relative_to(Path.cwd()) if folder.is_relative_to(Path.cwd()) else folder   # as typed
+        return {"run": run_id, "folder": str(shown), "video": base + outputs["video"],
                 "overlay": outputs.get("overlay") and base + outputs["overlay"],
                 "condition": outputs.get("condition") and base + outputs["condition"],
                 "run_json": base + "run.json", "follow": record.get("follow"),

@@ -83,18 +83,26 @@ function projectDoc() {
   return doc;
 }
 
-function importDoc(doc) {                      // a document the server's check accepted
+function docFrames(doc) {                      // the frame count a document's paths and keys were made for
+  if (Number.isInteger(doc.num_frames)) return doc.num_frames;
+  const withPath = doc.boxes.find(e => Array.isArray(e.path));
+  return withPath ? withPath.path.length : state.config.frames;
+}
+
+function importDoc(doc, checked) {             // a document the server's check accepted, with its centres
   const size = doc.image_size || state.imageSize;
   const sx = state.imageSize[0] / size[0], sy = state.imageSize[1] / size[1];
   const at = p => (sx === 1 && sy === 1) ? [p[0], p[1]] : [p[0] * sx, p[1] * sy];
+  const resampled = docFrames(doc) !== state.config.frames;   // then the loader's centres, one key per frame
   state.comment = doc.comment;
-  state.boxes = doc.boxes.map(e => {
+  state.boxes = doc.boxes.map((e, b) => {
     const keys = {};
-    if (e.path) e.path.forEach((p, n) => { keys[n] = at(p); });
+    if (resampled) checked.centres[b].forEach((p, n) => { keys[n] = at(p); });
+    else if (e.path) e.path.forEach((p, n) => { keys[n] = at(p); });
     else for (const [k, p] of Object.entries(e.keyframes)) keys[Number(k)] = at(p);
     const [x0, y0] = at(e.box.slice(0, 2)), [x1, y1] = at(e.box.slice(2));
-    return {box: [x0, y0, x1, y1], keys, interpolation: e.interpolation || "linear", group: e.group || 0,
-            pinned: !e.path && Object.keys(e.keyframes).length === 0, comment: e.comment};
+    return {box: [x0, y0, x1, y1], keys, interpolation: resampled ? "linear" : e.interpolation || "linear",
+            group: e.group || 0, pinned: !e.path && Object.keys(e.keyframes).length === 0, comment: e.comment};
   });
   state.selected = state.boxes.length ? 0 : -1;
   changed();
@@ -104,8 +112,10 @@ async function checkAndImport(doc, what) {
   clearErrors();
   const r = await api("/api/check", {method: "POST", body: JSON.stringify({trajectory: doc})});
   if (!r.ok) return showError("trajectory", `${what}: ${r.body.error}`);
-  importDoc(doc);
-  note(`${what}: ${doc.boxes.length} boxes`);
+  importDoc(doc, r.body);
+  const frames = docFrames(doc);
+  note(`${what}: ${doc.boxes.length} boxes` + (frames !== state.config.frames
+    ? `; its ${frames} frames resampled to the model's ${state.config.frames} (linear in normalised time, as run.py does)` : ""));
 }
 
 function save() {

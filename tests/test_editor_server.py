@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import run
-from guidance.editor.server import MAX_UPLOAD, Editor, EditorServer
+from guidance.editor.server import MAX_UPLOAD, Editor, EditorServer, job_command
 from guidance.trajectory import load_trajectories
 from model.config import tiny
 from sampler.video import read_video
@@ -308,3 +308,24 @@ def test_cli_edit_checks_its_inputs_first(tmp_path, tiny_dir):
 )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip() == f"run.py: error: --image {tmp_path / 'missing.png'}: no such file"
+
+
+def test_another_host_is_named_with_a_warning(tmp_path, tiny_dir, png):
+    # 127.0.0.2 is still this machine (loopback), but not the default: the editor warns that it is open
+    process = subprocess.Popen([sys.executable, str(REPO / "run.py"), "--edit", "--host", "127.0.0.2", "--weights",
+                                str(tiny_dir), "--image", str(png), "--out", str(tmp_path / "root")], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().startswith("editor: http://127.0.0.2:")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+        warning, stopped = process.stderr.read().strip().splitlines()
+        assert warning.startswith("editor: warning: --host 127.0.0.2 makes the editor reachable from other machines")
+        assert stopped == "editor: stopped"
+    finally:
+        process.kill()
+
+
+def test_job_command_drops_the_editors_own_flags():
+    argv = ["--edit", "--host=127.0.0.1", "--port", "8000", "--no-trajectory", "--steps", "6", "--lr", "0.5"]
+    assert job_command(argv, ["--seed", "3"]) == ["run.py", "--steps", "6", "--lr", "0.5", "--seed", "3"]

@@ -262,3 +262,17 @@ def test_generate_shows_the_video_and_the_follow_report(browser, server):
         fetch('/runs/{run_id}/..%2f..%2f..%2frun.py?token=' + encodeURIComponent('{server.editor.token}'))
           .then(r => done(r.status));""")
     assert status == 404
+
+
+def test_play_animates_the_frames(browser, server):
+    open_page(browser, server)
+    play = browser.find_element("id", "play")
+    play.click()
+    seen = set()
+    wait(lambda: seen.add(browser.execute_script("return editor.state.frame")) or len(seen) >= F, timeout_s=10,
+         what="every frame shown")                                 # 8 frames at 7 fps loop in about 1.1 s
+    play.click()
+    stopped = browser.execute_script("return editor.state.frame")
+    time.sleep(0.5)
+    assert browser.execute_script("return editor.state.frame") == stopped and play.text == "Play"
+    assert browser.find_element("id", "frame").get_attribute("value") == str(stopped)

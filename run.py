@@ -21,9 +21,10 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 import av
 import numpy as np
@@ -37,12 +38,12 @@ from guidance.draw import draw_condition, draw_overlay
 from guidance.features import SOURCES
 from guidance.loss import HEATMAPS
 from guidance.sg_i2v import SGI2VConfig, make_step_hook, optimised_steps
-from guidance.trajectory import TrajectoryError, latent_boxes, load_trajectories, rescale
+from guidance.trajectory import Trajectories, TrajectoryError, latent_boxes, load_trajectories, rescale
 from model.config import tiny_world
 from model.unet import UNet
 from sampler.conditioning import generate, sampling_defaults
 from sampler.video import write_mp4, write_pngs
-from weights import WeightsError, find_svd
+from weights import SVD, SVDFiles, WeightsError, find_svd
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -61,9 +62,34 @@ class RunError(Exception):
     """A user error in a flag, an input file or the output folder; the message names it and what was expected."""
 
 
-def main(args) -> Path:
-    """Run one generation as `args` says (see `parser()`); returns the output folder."""
-    timings, start = {}, time.perf_counter()
+@dataclass
+class Job:
+    """One run, resolved and checked by `prepare`, before any network tensor is read: the inputs, every
+    setting, the device and the weights' files (headers only). `execute(job, svd)` generates it."""
+    args: argparse.Namespace                 # the parsed flags (parser())
+    command: list                            # the command line, for run.json
+    image_path: Path
+    image: Image.Image                       # the input image as the networks get it (RGB)
+    trajectory_path: Optional[Path]          # None: plain SVD
+    settings: dict                           # frames, steps, height, width, fps, motion_bucket, ... (settings())
+    device: torch.device
+    dtype: str                               # "fp32" | "fp16" | "bf16"
+    guidance: Optional[SGI2VConfig]          # None: plain SVD (no trajectory)
+    traj: Optional[Trajectories]             # trajectories in pixels of the video
+    boxes: Optional[np.ndarray]              # (B, F, 4) latent cells; 8 px per cell
+    speed: dict                              # checkpointing, offload, compile (speed_settings())
+    out: Path
+    files: SVDFiles                          # found and checked weights (headers read, no tensor)
+    timings: dict = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+
+def prepare(args, command=None) -> Job:
+    """Every check that needs no weights: the image, the trajectory, the settings, the device, the guidance
+    flags and the output folder; the weights' files are found and their headers checked (find_svd), no
+    tensor is read. Raises RunError (or WeightsError) naming the flag, file or field."""
+    start = time.perf_counter()
+    timings = {}
 
     # 1. Inputs: the image (default: the bundled example) and the output folder, checked first
     image_path, trajectory_path = input_files(args.image)
@@ -87,65 +113,63 @@ def main(args) -> Path:
     guidance = guidance_settings(args, files.cfg, trajectory_path)        # None: plain SVD (no trajectory)
     traj = read_trajectory(trajectory_path, image.size, s) if guidance else None    # pixels of the video
     boxes = latent_boxes(traj) if guidance else None                 # (B, F, 4) latent cells; 8 px per cell
+    command = command if command is not None else [Path(sys.argv[0]).name] + sys.argv[1:]
+    return Job(args, command, image_path, image, trajectory_path, s, device, dtype, guidance, traj, boxes,
+               speed_settings(args, device), out, files, timings, start)
 
-    # 4. Load the three networks onto the device, streaming one tensor at a time
-    t = time.perf_counter()
-    svd = files.load(device, DTYPES[dtype])
-    timings["load_weights"] = time.perf_counter() - t
-    speed = speed_settings(args, device)
-    svd.unet.set_checkpointing(speed["checkpointing"])
-    sampling_unet = torch.compile(svd.unet) if args.compile else svd.unet   # same weights
+
+def load_model(job_or_files, device=None, dtype=None) -> SVD:
+    """The three networks, streamed from the files `prepare` checked (a Job), or from a `find_svd` result
+    (SVDFiles, with device and dtype) so that a batch or a server loads them once for many jobs."""
+    if isinstance(job_or_files, Job):
+        job = job_or_files
+        t = time.perf_counter()
+        svd = job.files.load(job.device, DTYPES[job.dtype])
+        job.timings["load_weights"] = time.perf_counter() - t
+        return svd
+    return job_or_files.load(device or "cpu", DTYPES[dtype or "fp32"])
+
+
+def execute(job: Job, svd: SVD, on_progress=None) -> Path:
+    """Generate `job` with the loaded networks and write --out (a temporary folder beside it, renamed at the
+    end: a failure leaves no partial output). on_progress(event: dict), if given, receives
+    {"stage": "denoise", "step": i, "steps": N} before each denoising step and {"stage": "loss", "step": i,
+    "losses": [...]} after each optimised one. Returns the output folder."""
+    s, args, timings = job.settings, job.args, job.timings
+    svd.unet.set_checkpointing(job.speed["checkpointing"])
+    sampling_unet = torch.compile(svd.unet) if job.speed["compile"] else svd.unet   # same weights
 
     # 5. Generate. With --trajectory, SG-I2V's step hook (guidance/sg_i2v.py) runs before each denoising
     #    step and optimises the latent inside its window; generate builds it once the conditioning exists.
-    losses, progress = {}, Progress(args.quiet)                       # losses: {step: [loss per iteration]}
+    losses, progress = {}, Progress(args.quiet, on_progress)           # losses: {step: [loss per iteration]}
 
     def make_on_step(conditioning, sigmas):
-        return make_step_hook(guidance, svd.unet, conditioning, boxes, len(sigmas) - 1, losses=losses,
+        return make_step_hook(job.guidance, svd.unet, conditioning, job.boxes, len(sigmas) - 1, losses=losses,
                               on_loss=progress.show_loss,
-                              compile_backend="inductor" if args.compile else None)
+                              compile_backend="inductor" if job.speed["compile"] else None)
     t = time.perf_counter()
-    frames = generate(sampling_unet, svd.vae, svd.clip, image, s["frames"], s["height"], s["width"], s["steps"],
+    frames = generate(sampling_unet, svd.vae, svd.clip, job.image, s["frames"], s["height"], s["width"], s["steps"],
                       fps=s["fps"], motion_bucket_id=s["motion_bucket"], noise_aug_strength=s["noise_aug"],
                       min_guidance=s["min_guidance"], max_guidance=s["max_guidance"],
                       decode_chunk_size=s["decode_chunk"], generator=torch.Generator().manual_seed(args.seed),
-                      dtype=svd.dtype, device=device, scaling_factor=svd.cfg.vae.scaling_factor,
-                      make_on_step=make_on_step if guidance else None, progress=progress,
-                      offload=speed["offload"])                                                  # (T, H, W, 3)
+                      dtype=svd.dtype, device=job.device, scaling_factor=svd.cfg.vae.scaling_factor,
+                      make_on_step=make_on_step if job.guidance else None, progress=progress,
+                      offload=job.speed["offload"])                                              # (T, H, W, 3)
     timings["generate"] = time.perf_counter() - t
 
     # 6. Write video.mp4, frames/ and run.json into a temporary folder beside --out, then rename it
-    t = time.perf_counter()
+    t, out, traj = time.perf_counter(), job.out, job.traj
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         write_mp4(frames, tmp / "video.mp4", fps=s["fps"])
         pngs = write_pngs(frames, tmp / "frames")
         if traj is not None:                                          # what was asked, drawn
-            draw_condition(image.resize((s["width"], s["height"]), Image.LANCZOS), traj).save(tmp / "condition.png")
+            draw_condition(job.image.resize((s["width"], s["height"]), Image.LANCZOS), traj).save(tmp / "condition.png")
             write_mp4(draw_overlay(frames, traj), tmp / "overlay.mp4", fps=s["fps"])
         timings["write"] = time.perf_counter() - t
-        timings["total"] = time.perf_counter() - start
-        record = {
-            "command": [Path(sys.argv[0]).name] + sys.argv[1:],
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "settings": dict(s, seed=args.seed, device=str(device), dtype=dtype, **speed, weights=args.weights,
-                             model=args.model, image=str(image_path), out=str(out), overwrite=args.overwrite),
-            "defaults_from": f"{files.cfg.name} ({files.config_source})",
-            "guidance": guidance and guidance_record(guidance, trajectory_path, s["steps"], losses),  # None: plain
-            "inputs": {"image": {"path": str(image_path), "sha256": sha256(image_path), "size": list(image.size)},
-                       "trajectory": trajectory_path and {"path": str(trajectory_path),
-                                                          "sha256": sha256(trajectory_path),
-                                                          "used": guidance is not None}},
-            "weights": dict(svd.details, description=svd.source),
-            "device": device_description(device),
-            "dtype": dtype,
-            "versions": versions(),
-            "timings_s": {k: round(v, 4) for k, v in timings.items()},
-            "outputs": {"video": "video.mp4", "frames": [p.relative_to(tmp).as_posix() for p in pngs],
-                        "shape": list(frames.shape),
-                        **({"condition": "condition.png", "overlay": "overlay.mp4"} if traj is not None else {})},
-        }
+        timings["total"] = time.perf_counter() - job.started
+        record = run_record(job, svd, losses, frames, [p.relative_to(tmp).as_posix() for p in pngs])
         (tmp / "run.json").write_text(json.dumps(record, indent=1) + "\n")
         publish(tmp, out)
     finally:
@@ -154,6 +178,39 @@ def main(args) -> Path:
         print(f"wrote {out}/video.mp4: {len(frames)} frames {s['width']}x{s['height']} at {s['fps']} fps "
               f"({svd.cfg.name}, seed {args.seed}, {timings['total']:.1f} s)")
     return out
+
+
+def main(args) -> Path:
+    """Run one generation as `args` says (see `parser()`): execute(prepare(args), load_model(...)); returns
+    the output folder."""
+    job = prepare(args)
+    return execute(job, load_model(job))
+
+
+def run_record(job: Job, svd: SVD, losses: dict, frames, pngs: list) -> dict:
+    """run.json: every setting, the seed, sha256 of the inputs, versions, device, dtype, timings, weights."""
+    s, args, traj = job.settings, job.args, job.traj
+    return {
+        "command": job.command,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "settings": dict(s, seed=args.seed, device=str(job.device), dtype=job.dtype, **job.speed,
+                         weights=args.weights, model=args.model, image=str(job.image_path), out=str(job.out),
+                         overwrite=args.overwrite),
+        "defaults_from": f"{job.files.cfg.name} ({job.files.config_source})",
+        "guidance": job.guidance and guidance_record(job.guidance, job.trajectory_path, s["steps"], losses),
+        "inputs": {"image": {"path": str(job.image_path), "sha256": sha256(job.image_path),
+                             "size": list(job.image.size)},
+                   "trajectory": job.trajectory_path and {"path": str(job.trajectory_path),
+                                                          "sha256": sha256(job.trajectory_path),
+                                                          "used": job.guidance is not None}},
+        "weights": dict(svd.details, description=svd.source),
+        "device": device_description(job.device),
+        "dtype": job.dtype,
+        "versions": versions(),
+        "timings_s": {k: round(v, 4) for k, v in job.timings.items()},
+        "outputs": {"video": "video.mp4", "frames": pngs, "shape": list(frames.shape),
+                    **({"condition": "condition.png", "overlay": "overlay.mp4"} if traj is not None else {})},
+    }
 
 
 # ---------------------------------------------------------------- inputs and checks
@@ -324,16 +381,22 @@ def guidance_record(cfg: SGI2VConfig, trajectory_path: Path, num_steps: int, los
 
 
 class Progress:
-    """The denoising progress bar (tqdm); shows the trajectory loss of the last optimised step as a postfix."""
+    """The denoising progress: a tqdm bar (hidden with --quiet) that shows the trajectory loss of the last
+    optimised step as a postfix, and the events of `execute`'s on_progress."""
 
-    def __init__(self, quiet: bool):
-        self.quiet, self.bar = quiet, None
+    def __init__(self, quiet: bool, on_progress=None):
+        self.quiet, self.on_progress, self.bar = quiet, on_progress, None
 
     def __call__(self, steps):
         self.bar = tqdm(steps, desc="denoising", unit="step", disable=self.quiet)
-        return self.bar
+        for i in self.bar:
+            if self.on_progress is not None:
+                self.on_progress({"stage": "denoise", "step": i, "steps": len(steps)})
+            yield i
 
     def show_loss(self, step: int, losses: list) -> None:
+        if self.on_progress is not None:
+            self.on_progress({"stage": "loss", "step": step, "losses": list(losses)})
         if self.bar is not None and losses:
             self.bar.set_postfix(loss=f"{losses[0]:.4g}->{losses[-1]:.4g}", refresh=True)
 

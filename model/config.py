@@ -2,8 +2,11 @@
 
 Every field mirrors a value of the official config files (diffusers layout: unet/config.json,
 vae/config.json, image_encoder/config.json); see docs/svd.md §1.
+The denoiser may also be a video diffusion transformer (DiTConfig, model/dit.py): SVDConfig.backbone
+says which, and SVDConfig.unet then holds the DiTConfig (the field keeps its name for compatibility).
 """
 from dataclasses import asdict, dataclass, field, fields
+from typing import Optional
 
 
 @dataclass
@@ -24,6 +27,40 @@ class UNetConfig:
     @property
     def projection_class_embeddings_input_dim(self) -> int:  # 3 added ids x sinusoid width
         return 3 * self.addition_time_embed_dim
+
+
+@dataclass
+class DiTConfig:
+    """A Wan-2.x-style video transformer (model/dit.py). Field names are those of diffusers'
+    WanTransformer3DModel config.json, except the last two, which are ours."""
+    patch_size: tuple = (1, 2, 2)                 # (frames, h, w) latent cells per token
+    num_attention_heads: int = 4                  # heads of every attention
+    attention_head_dim: int = 64                  # width per head; model width = heads * head dim
+    in_channels: int = 8                          # 4 noisy latent + 4 conditioning-image latent channels
+    out_channels: int = 4                         # v-prediction, one value per latent channel
+    text_dim: int = 64                            # width of the cross-attention context (Wan: T5's 4096;
+                                                  # here the CLIP image embedding's projection_dim)
+    freq_dim: int = 256                           # sinusoid width of the timestep
+    ffn_dim: int = 768                            # hidden width of each block's feed-forward
+    num_layers: int = 8                           # transformer blocks
+    cross_attn_norm: bool = True                  # affine LayerNorm before the cross-attention
+    qk_norm: str = "rms_norm_across_heads"        # RMSNorm of q and k over all heads (the only kind Wan uses)
+    eps: float = 1e-6                             # of every norm
+    image_dim: Optional[int] = None               # Wan I2V: width of the CLIP image tokens (1280); None: T2V
+    added_kv_proj_dim: Optional[int] = None       # Wan I2V: the image tokens' extra k/v projections (= dim)
+    rope_max_seq_len: int = 1024                  # positions per axis the rotary table covers
+    time_ids_dim: Optional[int] = None            # ours: sinusoid width per SVD added time id (fps - 1, motion
+                                                  # bucket, noise aug), summed into the timestep embedding;
+                                                  # None in a plain Wan config
+    num_frames: int = 8                           # ours: frames the model was trained for
+
+    @property
+    def dim(self) -> int:                         # model width
+        return self.num_attention_heads * self.attention_head_dim
+
+    @property
+    def cross_attention_dim(self) -> int:         # what the pipeline feeds as encoder_hidden_states (CLIP)
+        return self.text_dim
 
 
 @dataclass
@@ -68,7 +105,9 @@ class SamplingDefaults:
 @dataclass
 class SVDConfig:
     name: str = "svd"
-    unet: UNetConfig = field(default_factory=UNetConfig)
+    # the denoiser: "unet" (UNetConfig, model/unet.py) or "dit" (DiTConfig, model/dit.py), held in `unet`
+    backbone: str = "unet"
+    unet: object = field(default_factory=UNetConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     clip: CLIPConfig = field(default_factory=CLIPConfig)
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
@@ -83,7 +122,11 @@ class SVDConfig:
     @staticmethod
     def from_dict(d: dict) -> "SVDConfig":
         """Inverse of to_dict; unknown fields are an error so that a typo in a config file is caught."""
-        parts = {"unet": UNetConfig, "vae": VAEConfig, "clip": CLIPConfig, "sampling": SamplingDefaults}
+        backbones = {"unet": UNetConfig, "dit": DiTConfig}
+        backbone = d.get("backbone", "unet")
+        if backbone not in backbones:
+            raise ValueError(f"backbone {backbone!r}: expected one of {sorted(backbones)}")
+        parts = {"unet": backbones[backbone], "vae": VAEConfig, "clip": CLIPConfig, "sampling": SamplingDefaults}
         allowed = {f.name for f in fields(SVDConfig)}
         unknown = set(d) - allowed
         if unknown:
@@ -154,4 +197,18 @@ def tiny_world() -> SVDConfig:
     )
 
 
-PRESETS = {"svd": svd, "svd_xt": svd_xt, "tiny-test": tiny, "sgi2v-tiny": tiny_world}
+def tiny_world_dit() -> SVDConfig:
+    """sgi2v-tiny-dit: the tiny world's second model, a Wan-style video transformer in place of the U-Net
+    (same VAE, CLIP, sampling). A 16x16x8 latent in (1, 2, 2) patches: 8x8 tokens per frame, 512 tokens,
+    full spatio-temporal attention. Width 256 (4 heads of 64), 8 blocks, feed-forward 768 (3x, Wan's
+    ratio is 2.7x): 8.13M parameters (the U-Net: 5.97M); 15 GFLOP per batch-2 forward against its 8.3. SG-I2V settings: none yet (the paper's, until tuned on this model)."""
+    base = tiny_world()
+    return SVDConfig(
+        name="sgi2v-tiny-dit", backbone="dit",
+        unet=DiTConfig(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=64, in_channels=8,
+                       out_channels=4, text_dim=base.clip.projection_dim, freq_dim=256, ffn_dim=768, num_layers=8,
+                       time_ids_dim=64, num_frames=base.unet.num_frames),
+        vae=base.vae, clip=base.clip, sampling=base.sampling, guidance={})
+
+
+PRESETS = {"svd": svd, "svd_xt": svd_xt, "tiny-test": tiny, "sgi2v-tiny": tiny_world, "sgi2v-tiny-dit": tiny_world_dit}

@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from .errors import CorruptFile, MissingKeys, ShapeMismatch, UnexpectedKeys, WeightsError, WrongModel, name_some
-from .locate import Found
+from .locate import DENOISER_DIT, Found
 from .original_layout import UNET, apply, original_to_diffusers, target_shape
 
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "BOOL": 1,
@@ -124,6 +124,7 @@ class PartView:
 # ------------------------------------------------------------- what a key set looks like --------------------
 EXPECTED = {
     "unet": "a diffusers UNetSpatioTemporalConditionModel (keys with 'temporal_transformer_blocks')",
+    "dit": "a diffusers WanTransformer3DModel (keys 'patch_embedding.weight', 'blocks.N.scale_shift_table')",
     "vae": "a diffusers AutoencoderKLTemporalDecoder (keys 'decoder.time_conv_out.*', 'temporal_res_block')",
     "clip": "a transformers CLIPVisionModelWithProjection (keys 'vision_model.*' and 'visual_projection.weight')",
     "single": "an SVD single file (sgm keys 'model.diffusion_model.*' with temporal 'time_stack' layers)",
@@ -139,6 +140,8 @@ def describe_keys(keys) -> str:
         if has(".time_stack."):
             return "an SVD single file (sgm layout)"
         return "an image-only Stable Diffusion single file (model.diffusion_model.* without 'time_stack')"
+    if "patch_embedding.weight" in keys and has(".scale_shift_table"):
+        return "a diffusers WanTransformer3DModel (video transformer)"
     if has("temporal_transformer_blocks"):
         return "a diffusers SVD UNet (UNetSpatioTemporalConditionModel)"
     if any(k.startswith(("down_blocks.", "up_blocks.", "mid_block.")) for k in keys):
@@ -158,6 +161,8 @@ def describe_keys(keys) -> str:
 def _looks_right(kind: str, keys) -> bool:
     if kind == "unet":
         return any("temporal_transformer_blocks" in k for k in keys)
+    if kind == "dit":
+        return "patch_embedding.weight" in keys and any(k.startswith("blocks.") for k in keys)
     if kind == "vae":
         return any(k.startswith("decoder.") and "temporal_res_block" in k for k in keys)
     if kind == "clip":
@@ -202,10 +207,12 @@ def open_single_file(path) -> dict:
 
 
 def open_state(found: Found) -> dict:
-    """{"unet", "vae", "clip"} -> PartView for what `locate` found, in either layout."""
+    """{"unet", "vae", "clip"} -> PartView for what `locate` found, in either layout. A denoiser in a
+    transformer/ folder is checked as a video transformer ("dit") but keeps the "unet" slot."""
     if found.layout == "single_file":
         return open_single_file(found.files["unet"])
-    return {part: open_diffusers_part(path, part) for part, path in found.files.items()}
+    return {part: open_diffusers_part(path, "dit" if part == "unet" and path.parent.name == DENOISER_DIT else part)
+            for part, path in found.files.items()}
 
 
 # ------------------------------------------------------------- checking and copying -------------------------

@@ -20,6 +20,7 @@ from .errors import CorruptFile, WeightsNotFound
 
 PARTS = {"unet": ("unet", "diffusion_pytorch_model"), "vae": ("vae", "diffusion_pytorch_model"),
          "clip": ("image_encoder", "model")}  # part -> (sub-folder, file stem)
+DENOISER_DIT = "transformer"   # the sub-folder of a video transformer's weights, in place of unet/
 REPOS = {"svd": "stabilityai/stable-video-diffusion-img2vid", "svd_xt": "stabilityai/stable-video-diffusion-img2vid-xt"}
 SINGLE_FILES = {"svd": "svd.safetensors", "svd_xt": "svd_xt.safetensors"}
 FRAMES_BY_MODEL = {"svd": 14, "svd_xt": 25}  # docs/svd.md §1, used when no unet/config.json says otherwise
@@ -74,10 +75,15 @@ def _model_from_name(name: str) -> Optional[str]:
 
 
 def _try_diffusers(folder: Path, variant: str, looked: list) -> Optional[Found]:
-    """unet/, vae/, image_encoder/ with one weight file each; variant 'auto' prefers .fp16 files."""
+    """unet/, vae/, image_encoder/ with one weight file each; variant 'auto' prefers .fp16 files.
+    A video transformer (model/dit.py) sits in transformer/ instead of unet/ (diffusers' name for Wan's);
+    it still fills the "unet" slot (the denoiser)."""
     names = {"auto": (".fp16", ""), "fp16": (".fp16",), None: ("",)}[variant]
     files, variants, missing = {}, {}, []
-    for part, (sub, stem) in PARTS.items():
+    parts = dict(PARTS)
+    if not (folder / "unet").is_dir() and (folder / DENOISER_DIT).is_dir():
+        parts["unet"] = (DENOISER_DIT, PARTS["unet"][1])
+    for part, (sub, stem) in parts.items():
         hits = [folder / sub / f"{stem}{v}.safetensors" for v in names]
         hit = next((p for p in hits if p.is_file()), None)
         if hit is None:
@@ -88,7 +94,7 @@ def _try_diffusers(folder: Path, variant: str, looked: list) -> Optional[Found]:
     if missing:
         looked.append(f"{folder}: diffusers layout: missing {', '.join(missing)}")
         return None
-    configs = {part: _read_config(folder / sub / "config.json") for part, (sub, _) in PARTS.items()}
+    configs = {part: _read_config(folder / sub / "config.json") for part, (sub, _) in parts.items()}
     frames = configs["unet"].get("num_frames")
     looked.append(f"{folder}: diffusers layout: found")
     return Found("diffusers", files, folder, variants, configs, frames, looked)

@@ -26,12 +26,13 @@ import torch
 
 from model.clip import CLIPImageEncoder
 from model.config import SVDConfig, svd, svd_xt
+from model.dit import DiT
 from model.unet import UNet
 from model.vae import VAE
 
 from .errors import CorruptFile, WeightsNotFound
 from .load import check_keys_and_shapes, load_state_dict_into, open_state
-from .locate import Found, locate
+from .locate import DENOISER_DIT, Found, locate
 
 SHIPPED_TINY = Path(__file__).resolve().parent / "tiny" / "sgi2v-tiny"   # the default weights
 HF = "hf"                                                              # path meaning: search the HF cache
@@ -41,7 +42,8 @@ PARTS = ("unet", "vae", "clip")
 
 @dataclass
 class SVD:
-    """The three networks of Stable Video Diffusion, loaded, in eval mode, parameters frozen."""
+    """The three networks of Stable Video Diffusion, loaded, in eval mode, parameters frozen.
+    `unet` is the denoiser: a model.dit.DiT when cfg.backbone is "dit" (the name kept for compatibility)."""
     cfg: SVDConfig
     unet: UNet
     vae: VAE
@@ -89,8 +91,9 @@ class SVDFiles:
 def build_on_meta(cfg: SVDConfig):
     """(unet, vae, clip) with every tensor on the meta device and requires_grad off (inference: the
     guidance optimises latents, never weights)."""
+    denoiser = DiT if cfg.backbone == "dit" else UNet
     with torch.device("meta"):
-        modules = UNet(cfg.unet), VAE(cfg.vae), CLIPImageEncoder(cfg.clip)
+        modules = denoiser(cfg.unet), VAE(cfg.vae), CLIPImageEncoder(cfg.clip)
     for m in modules:
         m.requires_grad_(False)
     return modules
@@ -111,14 +114,27 @@ def _part_from_diffusers(base, config: dict):
     return replace(base, **values)
 
 
+def _denoiser_dir(found: Found):
+    """The sub-folder of the denoiser's weights in a diffusers folder ("unet" or "transformer"), else None."""
+    path = found.files.get("unet")
+    return path.parent.name if found.layout == "diffusers" and path is not None else None
+
+
 def config_for(found: Found) -> tuple:
     """(SVDConfig, where it came from) for what locate found (see the module docstring)."""
     path = found.root / CONFIG_FILE
     if path.is_file():
         try:
-            return SVDConfig.from_dict(json.loads(path.read_text())), f"{CONFIG_FILE} at {path}"
+            cfg = SVDConfig.from_dict(json.loads(path.read_text()))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, TypeError) as e:
             raise CorruptFile(f"{path}: not a valid {CONFIG_FILE} (SVDConfig.to_dict()): {e}") from e
+        if (cfg.backbone == "dit") != (_denoiser_dir(found) == DENOISER_DIT):
+            raise CorruptFile(f"{path}: backbone {cfg.backbone!r}, but the denoiser's weights are "
+                              f"{found.files['unet']} (expected {DENOISER_DIT}/ for 'dit', unet/ for 'unet')")
+        return cfg, f"{CONFIG_FILE} at {path}"
+    if _denoiser_dir(found) == DENOISER_DIT:
+        raise CorruptFile(f"{found.root}: a video transformer ({DENOISER_DIT}/) needs {CONFIG_FILE} (SVDConfig with "
+                          "backbone 'dit'); no preset describes it")
     preset = svd_xt() if found.num_frames == 25 else svd()
     source = f"{preset.name} preset" + ("" if found.num_frames else " (frame count unknown: 14 assumed)")
     parts = {part: _part_from_diffusers(getattr(preset, part), found.configs.get(part, {})) for part in PARTS}

@@ -11,6 +11,12 @@ Two stages, both with OUR model classes (the code paths of full SVD):
         (fps - 1, motion bucket from the scene's speed, augmentation strength); both conditions
         dropped together 10% of the time for classifier-free guidance; EMA of the weights.
 
+A second denoiser, a Wan-style video transformer (model/dit.py), trains with --backbone dit (stage unet):
+the same objective, world and loop, with the VAE and CLIP of sgi2v-tiny frozen (--base-model); its own state
+weights/tiny/train_state_dit/ and model weights/tiny/sgi2v-tiny-dit/ (transformer/, copies of vae/ and
+image_encoder/). The first --warmup steps of a fresh model run eagerly (the learning rate ramps), later ones
+in the CUDA graph when --cuda-graph is given.
+
 State: the raw weights (fp16 safetensors shards under 16 MB) and meta.json (steps done, scene counter,
 loss log) in weights/tiny/train_state/; the EMA weights ARE the shipped model, weights/tiny/sgi2v-tiny/
 (diffusers layout, fp16, plus sgi2v_config.json), loaded by the same loader as the official files.
@@ -20,19 +26,22 @@ Training scenes use seeds >= TRAIN_SEED_BASE; seeds below HELD_OUT_SEEDS are nev
 
   python -m weights.tiny.train --stage vae --minutes 3      # on the GPU machine
   python -m weights.tiny.train --stage unet --minutes 8.5
+  python -m weights.tiny.train --backbone dit --minutes 8 --cuda-graph --batch 64 --lr 3e-4 --warmup 1000
 """
 import argparse
 import dataclasses
 import json
 import multiprocessing
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
-from model.config import SVDConfig, tiny_world
+from model.config import SVDConfig, tiny_world, tiny_world_dit
 from model.clip import CLIPImageEncoder
+from model.dit import DiT
 from model.unet import UNet
 from model.vae import VAE
 from sampler.conditioning import clip_pixels
@@ -77,7 +86,9 @@ def load_tensors(folder: Path, stem: str) -> dict:
 
 MODEL_DIR = HERE / "sgi2v-tiny"                  # the shipped model = the EMA weights, fp16, diffusers layout
 MODEL_FILES = {"vae": "vae/diffusion_pytorch_model.safetensors", "unet": "unet/diffusion_pytorch_model.safetensors",
-               "clip": "image_encoder/model.safetensors"}
+               "clip": "image_encoder/model.safetensors",
+               "dit": "transformer/diffusion_pytorch_model.safetensors"}   # diffusers' folder name for Wan
+DIT_MODEL_DIR = HERE / "sgi2v-tiny-dit"          # the DiT beside it: its own transformer, sgi2v-tiny's VAE and CLIP
 
 
 class Trainee:
@@ -215,11 +226,19 @@ def vae_loss(vae, video, mask, kl_weight=1e-6, decoder_only=False, colour_weight
 
 
 @torch.no_grad()
-def prepare_unet_batch(vae, scenes, video, scaling_factor):
-    """The conditioning and targets of a batch, no gradient: (N, F, 3, H, W) video -> dict of tensors."""
+def prepare_unet_batch(vae, scenes, video, scaling_factor, clip=None):
+    """The conditioning and targets of a batch, no gradient: (N, F, 3, H, W) video -> dict of tensors.
+    With a (frozen) `clip`, the CLIP embedding "emb" (N, 1, D) replaces the CLIP input "pixels"."""
     n, f = video.shape[:2]
     first = video[:, 0]                                                              # (N, 3, H, W)
     aug = torch.exp(-3.0 + 0.5 * torch.randn(n, device=video.device))                # SVD's cond_aug prior
+    if clip is not None:
+        return {
+            "x0": vae.encode(video.flatten(0, 1)).unflatten(0, (n, f)).float() * scaling_factor,  # (N, F, 4, h, w)
+            "cond": vae.encode(first + aug[:, None, None, None] * torch.randn_like(first)).float(),  # (N, 4, h, w)
+            "emb": clip(clip_pixels(first))[:, None].float(),                        # (N, 1, D)
+            "ids": torch.stack([torch.full_like(aug, FPS - 1), scenes.motion_bucket.float(), aug], dim=1),  # (N, 3)
+        }
     return {
         "x0": vae.encode(video.flatten(0, 1)).unflatten(0, (n, f)).float() * scaling_factor,  # (N, F, 4, h, w)
         "cond": vae.encode(first + aug[:, None, None, None] * torch.randn_like(first)).float(),  # (N, 4, h, w) unscaled
@@ -229,10 +248,12 @@ def prepare_unet_batch(vae, scenes, video, scaling_factor):
 
 
 def unet_loss(unet, clip, batch, p_mean=0.3, p_std=1.6, p_drop=0.1):
-    """SVD's EDM objective on one batch (see the module docstring). Static shapes, no host sync."""
+    """SVD's EDM objective on one batch (see the module docstring). Static shapes, no host sync.
+    `unet` is any denoiser with the U-Net's call (model/unet.py, model/dit.py); clip None: the batch
+    holds the frozen CLIP's embedding "emb" (prepare_unet_batch with clip)."""
     x0, cond = batch["x0"], batch["cond"]
     n, f = x0.shape[:2]
-    emb = clip(batch["pixels"])[:, None]                                             # (N, 1, D)
+    emb = clip(batch["pixels"])[:, None] if clip is not None else batch["emb"]     # (N, 1, D)
     keep = (torch.rand(n, device=x0.device) > p_drop).to(emb.dtype)                 # drop both conditions
     emb = emb * keep[:, None, None]
     cond = cond * keep[:, None, None, None].to(cond.dtype)
@@ -248,7 +269,8 @@ def unet_loss(unet, clip, batch, p_mean=0.3, p_std=1.6, p_drop=0.1):
 
 
 class TrainStep:
-    """forward + backward + clip + AdamW + EMA of the U-Net and CLIP, optionally as ONE CUDA graph.
+    """forward + backward + clip + AdamW + EMA of the U-Net (or DiT) and CLIP (None: frozen), optionally as
+    ONE CUDA graph.
 
     The tiny U-Net launches ~12k kernels per step, so eager training is bound by launch overhead
     (measured on an H200: 308 ms per step of which 89 ms GPU work). Captured once, a step replays
@@ -259,22 +281,28 @@ class TrainStep:
     def __init__(self, unet, clip, amp_dtype, use_graph, p_mean=0.3, p_std=1.6):
         self.unet, self.clip, self.amp_dtype, self.use_graph = unet, clip, amp_dtype, use_graph
         self.p_mean, self.p_std = p_mean, p_std
-        self.params = list(unet.module.parameters()) + list(clip.module.parameters())
+        self.trainees = [t for t in (unet, clip) if t is not None]
+        self.params = [p for t in self.trainees for p in t.module.parameters()]
         self.graph, self.static, self.loss = None, None, None
+
+    def zero_grad(self):
+        for t in self.trainees:
+            t.opt.zero_grad(set_to_none=True)
 
     def _step(self, batch):
         with torch.autocast(batch["x0"].device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None,
                             cache_enabled=False):
-            loss = unet_loss(self.unet.module, self.clip.module, batch, self.p_mean, self.p_std)
+            loss = unet_loss(self.unet.module, self.clip.module if self.clip else None, batch, self.p_mean, self.p_std)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0, foreach=True)
-        self.unet.opt.step(), self.clip.opt.step()
-        self.unet.update_ema(), self.clip.update_ema()
+        for t in self.trainees:
+            t.opt.step()
+            t.update_ema()
         return loss.detach()
 
     def __call__(self, batch):
         if not self.use_graph:
-            self.unet.opt.zero_grad(set_to_none=True), self.clip.opt.zero_grad(set_to_none=True)
+            self.zero_grad()
             return self._step(batch)
         if self.graph is None:
             try:
@@ -295,11 +323,11 @@ class TrainStep:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):                          # warm-up outside the capture, as required
             for _ in range(3):
-                self.unet.opt.zero_grad(set_to_none=True), self.clip.opt.zero_grad(set_to_none=True)
+                self.zero_grad()
                 self._step(self.static)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        self.unet.opt.zero_grad(set_to_none=True), self.clip.opt.zero_grad(set_to_none=True)
+        self.zero_grad()
         with torch.cuda.graph(self.graph):
             self.loss = self._step(self.static)
 
@@ -418,14 +446,131 @@ def train(args):
     print(f"saved to {state_dir} and {model_dir}: vae {meta['vae_steps']} steps, unet {meta['unet_steps']} steps")
 
 
+def load_frozen(module, path: Path, device):
+    """`module` with the weights of one safetensors file, on `device`, in eval mode, without gradients."""
+    from safetensors.torch import load_file
+    module.load_state_dict(load_file(str(path)), strict=True)
+    return module.to(device).eval().requires_grad_(False)
+
+
+def write_dit_model_files(model_dir: Path, base_dir: Path, meta: dict):
+    """The DiT model folder beside its transformer: copies of the base model's VAE and CLIP (frozen in
+    training, so the same files), sgi2v_config.json (tiny_world_dit, the base's latent scaling factor) and
+    TRAINING.json."""
+    for part in ("vae", "clip"):
+        target = model_dir / MODEL_FILES[part]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(base_dir / MODEL_FILES[part], target)
+    cfg = tiny_world_dit()
+    cfg.vae.scaling_factor = meta["scaling_factor"]
+    (model_dir / "sgi2v_config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+    summary = {k: meta[k] for k in ("dit_steps", "scaling_factor", "base_model", "base_training")}
+    (model_dir / "TRAINING.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def base_model_config(base_dir: Path) -> tuple:
+    """(SVDConfig, TRAINING.json dict) of the U-Net model whose VAE and CLIP the DiT reuses."""
+    path = base_dir / "sgi2v_config.json"
+    if not path.is_file():
+        raise SystemExit(f"--base-model {base_dir}: no sgi2v_config.json (expected a tiny model folder such as "
+                         f"{MODEL_DIR.name}/ with vae/ and image_encoder/)")
+    for part in ("vae", "clip"):
+        if not (base_dir / MODEL_FILES[part]).is_file():
+            raise SystemExit(f"--base-model {base_dir}: {MODEL_FILES[part]} is missing")
+    training = base_dir / "TRAINING.json"
+    return (SVDConfig.from_dict(json.loads(path.read_text())),
+            json.loads(training.read_text()) if training.is_file() else {})
+
+
+def train_dit(args):
+    """The DiT stage: a Wan-style transformer as the denoiser, VAE and CLIP frozen from --base-model."""
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cfg, base_dir = tiny_world_dit(), Path(args.base_model)
+    base_cfg, base_training = base_model_config(base_dir)
+    state_dir, model_dir = Path(args.state), Path(args.model_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = state_dir / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {
+        "dit_steps": 0, "next_seed": TRAIN_SEED_BASE, "scaling_factor": base_cfg.vae.scaling_factor,
+        "base_model": base_dir.name, "base_training": base_training, "log": []}
+    if abs(meta["scaling_factor"] - base_cfg.vae.scaling_factor) > 1e-9:
+        raise SystemExit(f"--base-model {base_dir}: its VAE scaling factor {base_cfg.vae.scaling_factor} is not the "
+                         f"{meta['scaling_factor']} this DiT was trained with ({meta_path}): a retrained VAE has "
+                         "another latent space")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(meta["next_seed"])
+    wcfg = world_config(cfg)
+    if args.pan_prob is not None:
+        wcfg = dataclasses.replace(wcfg, p_pan=args.pan_prob)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    amp_dtype = torch.bfloat16 if device.type == "cuda" else None
+    if args.cuda_graph and device.type != "cuda":
+        raise SystemExit(f"--cuda-graph needs a CUDA device, not {device}")
+
+    vae = load_frozen(VAE(cfg.vae), base_dir / MODEL_FILES["vae"], device)
+    clip = load_frozen(CLIPImageEncoder(cfg.clip), base_dir / MODEL_FILES["clip"], device)
+    dit = Trainee("dit", DiT(cfg.unet).init_weights(), args.lr, args.ema, device)
+    resumed = dit.load(state_dir, model_dir)
+    print(f"DiT {sum(p.numel() for p in dit.module.parameters()):,} parameters, "
+          f"{'resumed at step ' + str(meta['dit_steps']) if resumed else 'from scratch'}", flush=True)
+
+    def make_step():
+        graph = args.cuda_graph and meta["dit_steps"] >= args.warmup     # a graph bakes in a constant lr
+        return TrainStep(dit, None, amp_dtype, graph, args.p_mean, args.p_std)
+
+    deadline = time.time() + args.minutes * 60
+    stream = SceneStream(wcfg, args.batch * args.prep_chunk, meta["next_seed"], args.dmax, device, args.workers)
+    try:
+        step = make_step()
+        t0, k0, ready = time.time(), meta["dit_steps"], []
+        while time.time() < deadline and (args.max_steps is None or meta["dit_steps"] - k0 < args.max_steps):
+            if not ready:
+                scenes, video = stream.next()
+                with amp:
+                    chunk = prepare_unet_batch(vae, scenes, video, meta["scaling_factor"], clip)
+                ready = [{k: v[i * args.batch:(i + 1) * args.batch] for k, v in chunk.items()}
+                         for i in range(args.prep_chunk)]
+            if args.cuda_graph and not step.use_graph and meta["dit_steps"] >= args.warmup:
+                step = make_step()                                       # warm-up done: capture the graph now
+            for group in dit.opt.param_groups:
+                group["lr"] = lr_at(meta["dit_steps"], args.lr, args.warmup)
+            loss = step(ready.pop(0))
+            meta["dit_steps"] += 1
+            if meta["dit_steps"] % args.log_every == 0:
+                rate = (meta["dit_steps"] - k0) / (time.time() - t0)
+                meta["log"].append({"stage": "dit", "step": meta["dit_steps"], "loss": loss.item(), "steps_per_s": rate,
+                                    "lr": args.lr, "batch": args.batch, "p_mean": args.p_mean, "pan_prob": args.pan_prob,
+                                    "graph": step.use_graph})
+                print(f"dit step {meta['dit_steps']} loss {loss.item():.4f} {rate:.2f} it/s", flush=True)
+        dit.save(state_dir, model_dir)
+    finally:
+        meta["next_seed"] = stream.next_seed
+        stream.close()
+    meta_path.write_text(json.dumps(meta, indent=1))
+    write_dit_model_files(model_dir, base_dir, meta)
+    print(f"saved to {state_dir} and {model_dir}: dit {meta['dit_steps']} steps")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", choices=["vae", "decoder", "unet"], default="unet",
                    help="vae: the whole VAE (sets the latent scaling factor); decoder: the VAE decoder only, "
                         "encoder frozen (keeps the U-Net's latent space); unet: the U-Net and CLIP")
+    p.add_argument("--backbone", choices=["unet", "dit"], default="unet",
+                   help="the denoiser of --stage unet: the U-Net (with CLIP, weights/tiny/sgi2v-tiny) or the Wan-style "
+                        "video transformer (model/dit.py; VAE and CLIP frozen from --base-model; "
+                        "weights/tiny/sgi2v-tiny-dit)")
+    p.add_argument("--base-model", default=str(MODEL_DIR),
+                   help="--backbone dit: the tiny model folder whose VAE and CLIP are reused (frozen)")
+    p.add_argument("--warmup", type=int, default=WARMUP,
+                   help="--backbone dit: steps of linear learning-rate warm-up, run eagerly (--cuda-graph captures the "
+                        f"graph after them); the U-Net stage keeps its {WARMUP}")
     p.add_argument("--minutes", type=float, default=8.5, help="wall-clock budget of this call")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
-    p.add_argument("--state", default=str(HERE / "train_state"), help="resumable state folder")
+    p.add_argument("--state", default=None,
+                   help="resumable state folder (default weights/tiny/train_state, train_state_dit for --backbone dit)")
     p.add_argument("--batch", type=int, default=32, help="scenes per U-Net step")
     p.add_argument("--prep-chunk", type=int, default=4,
                    help="U-Net stage: render and encode this many batches at once (the eager data preparation "
@@ -451,7 +596,9 @@ def main():
     p.add_argument("--workers", type=int, default=8, help="CPU processes drawing scene parameters")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--model-dir", default=str(MODEL_DIR), help="the shipped model folder, holding the EMA weights")
+    p.add_argument("--model-dir", default=None,
+                   help="the shipped model folder, holding the EMA weights (default weights/tiny/sgi2v-tiny, "
+                        "sgi2v-tiny-dit for --backbone dit)")
     args = p.parse_args()
     if args.colour_weight < 0:
         p.error(f"--colour-weight {args.colour_weight}: expected a weight >= 0")
@@ -463,7 +610,24 @@ def main():
         p.error(f"--p-std {args.p_std}: expected a standard deviation > 0")
     if args.prep_chunk < 1:
         p.error(f"--prep-chunk {args.prep_chunk}: expected a number of batches >= 1")
-    train(args)
+    if args.warmup < 1:
+        p.error(f"--warmup {args.warmup}: expected a number of steps >= 1")
+    for flag in ("batch", "lr", "minutes"):
+        if getattr(args, flag) <= 0:
+            p.error(f"--{flag} {getattr(args, flag)}: expected a value > 0")
+    if args.max_steps is not None and args.max_steps < 1:
+        p.error(f"--max-steps {args.max_steps}: expected a number of steps >= 1")
+    if not 0 <= args.ema < 1:
+        p.error(f"--ema {args.ema}: expected a decay in [0, 1)")
+    dit = args.backbone == "dit"
+    if dit and args.stage != "unet":
+        p.error(f"--backbone dit trains the denoiser only (--stage unet); the VAE stages (--stage {args.stage}) "
+                "belong to the U-Net model")
+    args.state = args.state or str(HERE / ("train_state_dit" if dit else "train_state"))
+    args.model_dir = args.model_dir or str(DIT_MODEL_DIR if dit else MODEL_DIR)
+    if dit and Path(args.model_dir).resolve() == Path(args.base_model).resolve():
+        p.error(f"--model-dir {args.model_dir}: is the --base-model; the DiT needs a folder of its own")
+    train_dit(args) if dit else train(args)
 
 
 if __name__ == "__main__":

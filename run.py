@@ -334,8 +334,8 @@ def guidance_settings(args, model_cfg, trajectory_path):
         model = SGI2VConfig.from_model(model_cfg)                     # the model's defaults over the paper's
     except ValueError as e:                                          # the message names the config and field
         raise RunError(str(e)) from e
-    value = {flag: getattr(args, flag) if flag_given(args, flag) else getattr(model, field)
-             for field, flag in MODEL_GUIDANCE_FIELDS.items()}                  # keyed by flag
+    value = {flag: getattr(args, flag) if flag_given(args, flag) else model_cfg.guidance.get(field, getattr(model, field))
+             for field, flag in MODEL_GUIDANCE_FIELDS.items()}        # keyed by flag; a config value as written
     checks = [("iterations", value["iterations"] >= 0, "an integer >= 0"), ("lr", value["lr"] > 0, "a learning rate > 0"),
               ("gamma", value["gamma"] is None or value["gamma"] >= 0, "a cut-off >= 0, or none (no restore)"),
               ("butterworth_order", args.butterworth_order > 0, "a filter order > 0")]

@@ -41,13 +41,13 @@ from guidance.sg_i2v import SGI2VConfig, make_step_hook, optimised_steps
 from guidance.trajectory import Trajectories, TrajectoryError, latent_boxes, load_trajectories, rescale
 from model.config import tiny_world
 from model.unet import UNet
-from sampler.conditioning import generate
+from sampler.conditioning import generate, sampling_defaults
 from sampler.video import write_mp4, write_pngs
 from weights import SVD, SVDFiles, WeightsError, find_svd
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-SAMPLING_FLAGS = {  # flag -> field of the model config's SamplingDefaults (model/config.py)
+SAMPLING_FLAGS = {  # flag -> generate()'s setting, whose default comes from the model config (sampling_defaults)
     "steps": "num_steps", "height": "height", "width": "width", "fps": "fps", "motion_bucket": "motion_bucket_id",
     "noise_aug": "noise_aug_strength", "min_guidance": "min_guidance", "max_guidance": "max_guidance",
     "decode_chunk": "decode_chunk_size"}
@@ -252,10 +252,11 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 def settings(args, cfg) -> dict:
     """The sampling settings: each flag, else the model config's default. Raises RunError naming the flag."""
-    s = {"frames": args.frames if args.frames is not None else cfg.unet.num_frames}
+    defaults = sampling_defaults(cfg)
+    s = {"frames": args.frames if args.frames is not None else defaults["num_frames"]}
     for flag, field in SAMPLING_FLAGS.items():
         value = getattr(args, flag)
-        s[flag] = value if value is not None else getattr(cfg.sampling, field)
+        s[flag] = value if value is not None else defaults[field]
 
     def bad(flag, expected):
         given = "" if getattr(args, flag) is not None else f" (the default of {cfg.name})"
@@ -311,8 +312,8 @@ def speed_settings(args, device) -> dict:
     return {"checkpointing": mode, "offload": args.low_vram, "compile": args.compile}
 
 
-# SGI2VConfig field -> the run.py flag that sets it; unset flags default to the model config's `guidance` value
-# for that field, else the paper's (SGI2VConfig()). A config's "cutoff": null means no restore, like --gamma none.
+# SGI2VConfig field -> the run.py flag that sets it; unset flags default to SGI2VConfig.from_model(model config):
+# its `guidance` value for that field, else the paper's. A config's "cutoff": null means no restore, like --gamma none.
 MODEL_GUIDANCE_FIELDS = {"layers": "layers", "window": "window", "iterations": "iterations", "lr": "lr",
                          "cutoff": "gamma"}
 GAMMA_UNSET = object()                 # --gamma's default: None already means 'none' (no restore)
@@ -328,13 +329,13 @@ def guidance_settings(args, model_cfg, trajectory_path):
     paper's."""
     if trajectory_path is None:
         return None
-    unet_cfg, paper = model_cfg.unet, SGI2VConfig()
-    unknown = set(model_cfg.guidance) - set(MODEL_GUIDANCE_FIELDS)
-    if unknown:
-        raise RunError(f"model config {model_cfg.name}: guidance fields {sorted(unknown)} are not supported; "
-                       f"expected some of {list(MODEL_GUIDANCE_FIELDS)}")
-    value = {flag: getattr(args, flag) if flag_given(args, flag) else model_cfg.guidance.get(field, getattr(paper, field))
-             for field, flag in MODEL_GUIDANCE_FIELDS.items()}                  # keyed by flag
+    unet_cfg = model_cfg.unet
+    try:
+        model = SGI2VConfig.from_model(model_cfg)                     # the model's defaults over the paper's
+    except ValueError as e:                                          # the message names the config and field
+        raise RunError(str(e)) from e
+    value = {flag: getattr(args, flag) if flag_given(args, flag) else model_cfg.guidance.get(field, getattr(model, field))
+             for field, flag in MODEL_GUIDANCE_FIELDS.items()}        # keyed by flag; a config value as written
     checks = [("iterations", value["iterations"] >= 0, "an integer >= 0"), ("lr", value["lr"] > 0, "a learning rate > 0"),
               ("gamma", value["gamma"] is None or value["gamma"] >= 0, "a cut-off >= 0, or none (no restore)"),
               ("butterworth_order", args.butterworth_order > 0, "a filter order > 0")]

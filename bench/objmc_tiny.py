@@ -36,7 +36,8 @@ task is skipped (the seeds used are in the JSON).
            only with the scene's pan, if any), so that is where a correctly panned video puts them. Before
            (--camera-scene moving, the task sets of sessions 1-8) 25 of 27 camera sprites of the tuning set
            moved on their own at up to 3.4 px/frame, and a perfect pan would still have scored 8.1 px
-           against 9.4-10.1 px without control (README, "Camera tasks could not pass").
+           against 9.4-10.1 px without control (docs/tiny-world-control.md, "Camera tasks with moving sprites could
+           not pass").
 
 Targets are in the sprite's own centre (what world.find_sprite measures): the target displacement is
 applied to the sprite's true frame-0 centre (not to the box centre, which differs for a clipped box or
@@ -119,10 +120,10 @@ SOURCES = {"self_attention": "self_attention", "temporal_attention": "temporal_a
            "upblock_output": "upblock_output", "moft": "upblock_output_minus_mean"}
 # The paper's optimisation strength does not transfer to the tiny model (16 steps, so the default window
 # holds 5 optimised steps where the paper's 50 hold 16; a 16x16 latent, on which the paper's layers run at
-# 8x8): at lr 0.21 the sprites barely move. The sweeps on the 32 tasks (README, "SG-I2V on the tiny world")
+# 8x8): at lr 0.21 the sprites barely move. The sweeps on the 32 tasks (docs/tiny-world-control.md)
 # picked lr 3 with 10 iterations first, then added the full-resolution layers (3,1),(3,2) with lr 10;
-# session 11 moved the window later (0.2-0.6: sigma 119 to 5 over 16 steps) at a small lr (0.3), where the
-# tiny model decides motion and a small step does not break the image (README).
+# a later sweep moved the window later (0.2-0.6: sigma 119 to 5 over 16 steps) at a small lr (0.3), where the
+# tiny model decides motion and a small step does not break the image.
 # 'tiny' = SGI2VConfig() + the shipped model's guidance defaults; the ablations are run on top of it, so
 # that each switch is measured where the method does something.
 def model_switches(guidance: dict) -> str:

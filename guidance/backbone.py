@@ -1,5 +1,5 @@
 """The backbone adapter: all that SG-I2V knows about the video U-Net (SG-I2V paper, Sec. 3.2-3.3;
-method note §2 and §4). A port to another video backbone rewrites this file and nothing else.
+docs/method.md §2 and §4). A port to another video backbone rewrites this file and nothing else.
 
 The method needs three things from a backbone:
 1. where its features live: the module addresses of the spatial self-attention, the temporal

@@ -1,4 +1,4 @@
-"""Semantically aligned feature maps (SG-I2V paper, Sec. 3.2; method note §2).
+"""Semantically aligned feature maps (SG-I2V paper, Sec. 3.2; docs/method.md §2).
 
 Features of a video diffusion U-Net are not aligned across frames: the same object has different
 feature vectors in different frames, so a loss asking features to move along a trajectory is weak.
@@ -19,8 +19,8 @@ Other feature sources, for the paper's Fig. 5 ablation and Table 1 baselines, at
   "upblock_output"             DragDiffusion-style: the U-Net decoder's feature map at that layer,
                                i.e. the output of its spatio-temporal transformer (see below);
   "upblock_output_minus_mean"  MOFT-style: that map minus its mean over the frames.
-The method note places the DragDiffusion-style loss on "the output feature maps of the 2nd and 3rd up
-blocks at middle resolution". We read "2nd and 3rd" 1-based, inside the middle-resolution up stage,
+The DragDiffusion-style baseline puts its loss on "the output feature maps of the 2nd and 3rd up
+blocks at middle resolution" (docs/method.md §7). We read "2nd and 3rd" 1-based, inside the middle-resolution up stage,
 as the paper's M2, M3: the outputs of up_blocks[2]'s layers 1 and 2 (diffusers addresses
 up_blocks.2.attentions.1 / .2), so every source is compared at the same layers, resolution
 (latent / 2) and channel count. (The other reading, the outputs of whole up_blocks[1] and [2], puts

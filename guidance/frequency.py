@@ -1,4 +1,4 @@
-"""High-frequency restore after latent optimisation (SG-I2V paper, Sec. 3.4, Eq. 2; method note §5).
+"""High-frequency restore after latent optimisation (SG-I2V paper, Sec. 3.4, Eq. 2; docs/method.md §5).
 
 Optimising the latent for the trajectory loss also disturbs its high frequencies, which shows up
 as artefacts. After the iterations of a denoising step, the optimised latent z* keeps only its low

@@ -1,4 +1,4 @@
-"""The trajectory loss (SG-I2V paper, Sec. 3.3, Eq. 1; method note §3).
+"""The trajectory loss (SG-I2V paper, Sec. 3.3, Eq. 1; docs/method.md §3).
 
 Given semantically aligned features of all frames (guidance/features.py), the loss asks the
 features inside each box's position in frame n >= 1 to equal the features inside the box in

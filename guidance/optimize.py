@@ -1,4 +1,4 @@
-"""Latent optimisation at one denoising step (SG-I2V paper, Sec. 3.3; method note §4).
+"""Latent optimisation at one denoising step (SG-I2V paper, Sec. 3.3; docs/method.md §4).
 
 At a step inside the optimisation window the noisy latent z_t itself is updated so that the aligned
 features follow the boxes: a few iterations of

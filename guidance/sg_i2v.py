@@ -13,15 +13,17 @@ the noisy latent z_t is itself optimised so that the object inside each box foll
   4. frequency.py  (Sec. 3.4, Eq. 2) keep the optimised latent's low frequencies and take the high
                    ones back from z_t before optimisation (optimisation leaves artefacts there).
 backbone.py is the adapter to the U-Net (module addresses, the truncated conditional forward);
-freetraj.py is the FreeTraj-style baseline of Table 1. With sampler.conditioning.generate:
+freetraj.py is the FreeTraj-style baseline of Table 1. With sampler.conditioning.generate, a model's own
+settings (svd.cfg: sampling and SG-I2V defaults, as run.py uses them) come from its config:
 
-    losses = {}
-    generate(unet, vae, clip, image, ..., make_on_step=lambda c, sigmas: make_step_hook(
-        SGI2VConfig(), unet, c, latent_boxes(rescale(traj, (W, H))), len(sigmas) - 1, losses=losses))
+    cfg, traj = SGI2VConfig.from_model(svd.cfg), rescale(traj, (W, H))   # W, H: the video's size
+    frames = generate(svd.unet, svd.vae, svd.clip, image, config=svd.cfg,
+                      make_on_step=lambda c, sigmas: make_step_hook(cfg, svd.unet, c, latent_boxes(traj),
+                                                                    len(sigmas) - 1))
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
@@ -33,11 +35,14 @@ from guidance.loss import HEATMAPS
 from guidance.optimize import optimize_latent
 
 BASELINES = (None, "freetraj")
+# The SGI2VConfig fields a model config may set in its `guidance` dict (model/config.py SVDConfig.guidance)
+MODEL_FIELDS = ("layers", "window", "iterations", "lr", "cutoff")
 
 
 @dataclass
 class SGI2VConfig:
-    """Every hyper-parameter and switch of the method, with the paper's defaults."""
+    """Every hyper-parameter and switch of the method. `SGI2VConfig()` holds the paper's values (what full
+    SVD uses); `SGI2VConfig.from_model(svd.cfg)` a model's own (the tiny model's differ: model/config.py)."""
     layers: tuple = ((2, 1), (2, 2))   # (up block, transformer) layers of the loss: M2, M3 (Fig. 6)
     feature_source: str = "aligned"    # features.SOURCES: "aligned" (Sec. 3.2) or an ablation (Fig. 5, Table 1)
     window: tuple = (0.1, 0.4)         # optimise step i when window[0] <= i / num_steps <= window[1] (Fig. 10)
@@ -50,6 +55,7 @@ class SGI2VConfig:
 
     def __post_init__(self):
         self.layers = tuple(tuple(layer) for layer in self.layers)
+        self.window = tuple(self.window)
         for name, value, allowed in (("feature_source", self.feature_source, SOURCES),
                                      ("weighting", self.weighting, tuple(HEATMAPS)),
                                      ("baseline", self.baseline, BASELINES)):
@@ -57,6 +63,22 @@ class SGI2VConfig:
                 raise ValueError(f"{name} = {value!r}: expected one of {allowed}")
         if not 0 <= self.window[0] <= self.window[1] <= 1:
             raise ValueError(f"window = {self.window}: expected 0 <= start <= end <= 1")
+
+    @classmethod
+    def from_model(cls, model_cfg, **overrides) -> "SGI2VConfig":
+        """The settings for one model: the paper's defaults, then the model config's own `guidance` values
+        (model_cfg: an SVDConfig, e.g. `svd.cfg`; SVD has none, sgi2v-tiny its tuned layers, window, lr,
+        iterations and cut-off; a config's "cutoff": null means no restore), then `overrides`.
+        Raises ValueError naming the model config and the field for a field it may not set or a bad value."""
+        unknown = sorted(set(model_cfg.guidance) - set(MODEL_FIELDS))
+        if unknown:
+            raise ValueError(f"model config {model_cfg.name}: guidance fields {unknown} are not supported; "
+                             f"expected some of {list(MODEL_FIELDS)}")
+        try:
+            model = cls(**model_cfg.guidance)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"model config {model_cfg.name}: guidance {e}") from e
+        return replace(model, **overrides)
 
 
 def optimised_steps(num_steps: int, window=(0.1, 0.4)) -> list:

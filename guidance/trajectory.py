@@ -2,7 +2,7 @@
 
 The user gives B bounding boxes on the first frame and, for every box, where it should be in each
 of the F output frames. A box keeps its size; in frame n it is the first-frame box translated by
-(centre_n - centre_0) (method note §1). A constant path pins a region; boxes on the background
+(centre_n - centre_0) (docs/method.md §1). A constant path pins a region; boxes on the background
 moving opposite to the wanted camera motion move the camera.
 
 Convention, used everywhere in this package: pixels, x to the right, y down, boxes as

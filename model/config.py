@@ -1,7 +1,7 @@
 """Configurations of the three SVD networks, with named presets.
 
 Every field mirrors a value of the official config files (diffusers layout: unet/config.json,
-vae/config.json, image_encoder/config.json); see ../shared/reference/svd-spec.md section 0.
+vae/config.json, image_encoder/config.json); see docs/svd.md §1.
 The denoiser may also be a video diffusion transformer (DiTConfig, model/dit.py): SVDConfig.backbone
 says which, and SVDConfig.unet then holds the DiTConfig (the field keeps its name for compatibility).
 """
@@ -89,7 +89,8 @@ class CLIPConfig:
 
 @dataclass
 class SamplingDefaults:
-    """What `python run.py` uses unless told otherwise (SG-I2V's reference run for full SVD)."""
+    """What `python run.py` and `generate(..., config=cfg)` use unless told otherwise (SG-I2V's reference run
+    for full SVD)."""
     height: int = 576
     width: int = 1024
     num_steps: int = 50
@@ -111,7 +112,8 @@ class SVDConfig:
     clip: CLIPConfig = field(default_factory=CLIPConfig)
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
     # SG-I2V settings of this model that differ from the paper's (guidance/sg_i2v.py SGI2VConfig field ->
-    # value); empty for SVD, which uses the paper's. run.py's flags override them.
+    # value); empty for SVD, which uses the paper's. SGI2VConfig.from_model(cfg) applies them, for run.py
+    # (whose flags override them) and for library users alike.
     guidance: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -184,14 +186,12 @@ def tiny_world() -> SVDConfig:
         # motion bucket 80 ~ the world's median scene speed (1.9 px/frame at 128 px); CFG to 2.5
         sampling=SamplingDefaults(height=128, width=128, num_steps=16, motion_bucket_id=80, max_guidance=2.5,
                                   decode_chunk_size=8),
-        # the paper's lr 0.21 x 5 iterations at layers (2,1),(2,2) (8x8 here) barely moves sprites (16
-        # steps, a 16x16 latent); the sweep of bench/objmc_tiny.py (README, "SG-I2V on the tiny world")
-        # picked these: the paper's layers plus the full-resolution (3,1),(3,2), 10 iterations (with lr 10 then)
-        # (on the model at 17,484 steps; at 23,865, validation tasks found no better lr, iterations or window);
-        # Eq. 2's cut-off 0.75 instead of 0.5 by a rule fixed before the gamma sweep on 64 tuning tasks (README);
-        # window 0.2-0.6 (steps 4-9 of 16, sigma 119 to 5) at lr 0.3 instead of 0.1-0.4 at lr 10, by the same
-        # rule on the same tasks (session 11): a small lr lets the optimisation act where the tiny model
-        # decides motion without breaking the image
+        # SG-I2V settings of this model (docs/tiny-world-control.md, "How the tiny model's SG-I2V defaults were
+        # chosen"): the paper's lr 0.21 x 5 iterations at layers (2,1),(2,2) (8x8 here) barely moves sprites (16
+        # steps, a 16x16 latent), so the full-resolution layers (3,1),(3,2) and 10 iterations are added; Eq. 2's
+        # cut-off 0.75 and window 0.2-0.6 (steps 4-9 of 16, sigma 119 to 5) at lr 0.3, each by a rule fixed
+        # before its sweep on 64 tuning tasks: a small lr lets the optimisation act where the tiny model decides
+        # motion without breaking the image
         guidance={"layers": [[2, 1], [2, 2], [3, 1], [3, 2]], "window": [0.2, 0.6], "lr": 0.3, "iterations": 10,
                   "cutoff": 0.75},
     )

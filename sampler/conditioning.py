@@ -1,16 +1,19 @@
 """SVD image-to-video conditioning and the generation loop (Blattmann et al. 2023, "Stable Video
 Diffusion"), following diffusers' StableVideoDiffusionPipeline step by step so that results match
-it bit-for-bit on the same hardware (see svd-spec.md sections 3 and 5).
+it bit-for-bit on the same hardware (tests/test_sampler.py, tests/test_pipeline_parity.py).
 
 Models are arguments: `clip(pixels) -> (B, 1024)`, `vae.encode(x) -> mode`, `vae.decode(z, num_frames)`,
-`unet(sample, c_noise, embeds, time_ids, capture=None, stop_after=None) -> v` (INTERFACES.md).
+`unet(sample, c_noise, embeds, time_ids, capture=None, stop_after=None) -> v` (model/unet.py). Settings left
+None come from the model's config (`generate(..., config=svd.cfg)`), as `python run.py` takes them.
 """
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from model.config import SVDConfig, svd
 
 from .euler import sample_euler, v_to_x0
 from .schedule import edm_scalings, init_noise_sigma, karras_sigmas, scale_input
@@ -168,46 +171,66 @@ def to_uint8(frames):
 
 
 # ---------------------------------------------------------------- the pipeline
-def generate(unet, vae, clip, pil_image, num_frames, height, width, num_steps, fps=7, motion_bucket_id=127,
-             noise_aug_strength=0.02, min_guidance=1.0, max_guidance=3.0, decode_chunk_size=None,
-             generator=None, dtype=torch.float32, device="cpu", on_step=None, progress=None,
-             scaling_factor=VAE_SCALING_FACTOR, make_on_step=None, offload=False):
+def sampling_defaults(config: SVDConfig = None) -> dict:
+    """generate()'s default for each of its settings, from a model config (None: SVD's, model.config.svd()):
+    num_frames from config.unet, scaling_factor from config.vae, the rest from config.sampling (height,
+    width, num_steps, fps, motion_bucket_id, noise_aug_strength, min/max_guidance, decode_chunk_size)."""
+    config = config or svd()
+    return dict(asdict(config.sampling), num_frames=config.unet.num_frames, scaling_factor=config.vae.scaling_factor)
+
+
+def generate(unet, vae, clip, pil_image, num_frames=None, height=None, width=None, num_steps=None, fps=None,
+             motion_bucket_id=None, noise_aug_strength=None, min_guidance=None, max_guidance=None,
+             decode_chunk_size=None, generator=None, dtype=None, device=None, on_step=None, progress=None,
+             scaling_factor=None, make_on_step=None, offload=False, config: SVDConfig = None):
     """Image -> video with SVD, step by step as diffusers' StableVideoDiffusionPipeline
     (random draws in the same order and shapes). Returns uint8 frames (T, H, W, 3).
-    `dtype` is the models' dtype (embeddings, latents, time ids); on_step/progress go to sample_euler;
-    `scaling_factor` is the VAE's (cfg.vae.scaling_factor: 0.18215 for SVD, its own for sgi2v-tiny).
+    config: the model's SVDConfig (`svd.cfg` of weights.load_svd); every setting left None takes its
+    default from it (sampling_defaults; the shipped tiny model: 128x128, 8 frames, 16 steps, motion bucket
+    80, ...). Without a config, SVD's (576x1024, 14 frames, 50 steps, motion bucket 127, ...).
+    dtype: the models' dtype (embeddings, latents, time ids) and device: where sampling runs; None: the
+    U-Net's. on_step/progress go to sample_euler;
+    `scaling_factor` is the VAE's (cfg.vae.scaling_factor: 0.18215 for SVD, its own for sgi2v-tiny);
+    decode_chunk_size: frames the VAE decodes at once (SVD's default 8).
     `make_on_step(c, sigmas) -> on_step`, instead of on_step, builds the hook once the Conditioning c and
     the schedule exist (guidance that runs the U-Net's conditional branch, e.g. guidance/sg_i2v.py).
     Gradients are off except inside on_step (which may enable them for latent optimisation).
     offload: each network on `device` only while it works (CLIP and the VAE on the CPU during sampling,
     the U-Net on the CPU during decoding), for GPUs with little memory; they stay where they were last
     moved (CLIP and the U-Net on the CPU)."""
-    device, pil_image = torch.device(device), pil_image.convert("RGB")
+    given = dict(num_frames=num_frames, height=height, width=width, num_steps=num_steps, fps=fps,
+                 motion_bucket_id=motion_bucket_id, noise_aug_strength=noise_aug_strength, min_guidance=min_guidance,
+                 max_guidance=max_guidance, decode_chunk_size=decode_chunk_size, scaling_factor=scaling_factor)
+    defaults = sampling_defaults(config)
+    s = {k: defaults[k] if v is None else v for k, v in given.items()}           # every setting, now known
+    weight = next(unet.parameters())
+    dtype, device = dtype or weight.dtype, torch.device(device or weight.device)
+    pil_image = pil_image.convert("RGB")
     # 1. CLIP embedding of the clean, full-size image (prepared on the CPU); [uncond = zeros, cond]
     with torch.no_grad():
         embeds = encode_image_embedding(clip, pil_to_tensor(pil_image) * 2.0 - 1.0).to(dtype)
     embeds = torch.cat([torch.zeros_like(embeds), embeds])                         # (2, 1, D)
 
     # 2. VAE latents of the noise-augmented image (random draw #1), float32 encode, not scaled
-    image = preprocess_image(pil_image, height, width).to(device)                  # (1, 3, H, W)
-    image = image + noise_aug_strength * randn(image.shape, generator, device, image.dtype)
+    image = preprocess_image(pil_image, s["height"], s["width"]).to(device)       # (1, 3, H, W)
+    image = image + s["noise_aug_strength"] * randn(image.shape, generator, device, image.dtype)
     with torch.no_grad():
         image_latents = encode_image_latents(vae, image).to(dtype)                 # (1, 4, h, w)
     image_latents = torch.cat([torch.zeros_like(image_latents), image_latents])
-    image_latents = image_latents[:, None].repeat(1, num_frames, 1, 1, 1)          # (2, T, 4, h, w)
+    image_latents = image_latents[:, None].repeat(1, s["num_frames"], 1, 1, 1)     # (2, T, 4, h, w)
 
     if offload:
         clip.to("cpu"), vae.to("cpu"), unet.to(device)
-    time_ids = added_time_ids(fps, motion_bucket_id, noise_aug_strength, 2, dtype).to(device)   # (2, 3)
+    time_ids = added_time_ids(s["fps"], s["motion_bucket_id"], s["noise_aug_strength"], 2, dtype).to(device)  # (2, 3)
     c = Conditioning(embeds, image_latents, time_ids)
 
     # 3. schedule and initial latent (random draw #2)
-    sigmas = karras_sigmas(num_steps)                                              # (N+1,) CPU float32
-    shape = (1, num_frames, *image_latents.shape[2:])                             # (1, T, 4, h, w)
+    sigmas = karras_sigmas(s["num_steps"])                                         # (N+1,) CPU float32
+    shape = (1, s["num_frames"], *image_latents.shape[2:])                         # (1, T, 4, h, w)
     x = randn(shape, generator, device, dtype) * init_noise_sigma(sigmas.max())
 
     # 4. Euler sampling with per-frame classifier-free guidance
-    scales = cfg_scales(num_frames, min_guidance, max_guidance).to(device, dtype)
+    scales = cfg_scales(s["num_frames"], s["min_guidance"], s["max_guidance"]).to(device, dtype)
     if make_on_step is not None:
         if on_step is not None:
             raise ValueError("give on_step or make_on_step, not both")
@@ -218,5 +241,5 @@ def generate(unet, vae, clip, pil_image, num_frames, height, width, num_steps, f
     if offload:
         unet.to("cpu"), vae.to(device)
     with torch.no_grad():
-        frames = decode_latents(vae, x.detach(), decode_chunk_size, scaling_factor)  # (1, T, 3, H, W)
+        frames = decode_latents(vae, x.detach(), s["decode_chunk_size"], s["scaling_factor"])  # (1, T, 3, H, W)
     return to_uint8(frames[0])

@@ -4,16 +4,25 @@ Frames are uint8 numpy arrays (T, H, W, 3), RGB, as `generate` returns them. The
 (libx264) in yuv420p, the format every player and browser plays; yuv420p stores colour at half
 resolution, so width and height must be even (we refuse odd sizes rather than silently crop or pad).
 Both writers leave no partial output behind: the mp4 is written to a temporary file in the same
-folder and renamed over the target only when complete.
+folder and renamed over the target only when complete. PyAV (`av`) is imported by the functions that
+need it, so that the library imports without it.
 """
 import os
 import tempfile
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
+
+
+def _pyav():
+    """The PyAV module, imported on first use: only writing or reading video needs it."""
+    try:
+        import av
+    except ImportError as e:
+        raise ImportError(f"writing or reading video needs PyAV (the 'av' package: pip install av): {e}") from e
+    return av
 
 
 def _check_frames(frames) -> np.ndarray:
@@ -29,6 +38,7 @@ def write_mp4(frames, path, fps: float, crf: int = 18) -> Path:
     crf: x264's constant rate factor (0 lossless .. 51; 18 is visually lossless for most content).
     Raises ValueError for odd width/height. Written to a temporary file beside `path`, then renamed.
     """
+    av = _pyav()
     frames, path = _check_frames(frames), Path(path)
     t, h, w, _ = frames.shape
     if h % 2 or w % 2:
@@ -67,5 +77,6 @@ def write_pngs(frames, folder, prefix: str = "frame_") -> list:
 
 def read_video(path) -> np.ndarray:
     """Decode a video file to uint8 (T, H, W, 3) RGB (for tests and checks)."""
+    av = _pyav()
     with av.open(str(path)) as container:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])

@@ -1,26 +1,19 @@
-"""The full-size presets have exactly the official parameter names and shapes (built on the meta device)."""
-import json
-from pathlib import Path
-
+"""The full-size presets have exactly the official parameter names and shapes (built on the meta device;
+the official listing from diffusers' / transformers' classes with the official configs, tests/official_keys.py)."""
 import pytest
 import torch
 
 from model import CLIPImageEncoder, UNet, VAE, svd, svd_xt
+from tests.official_keys import diffusers_listings
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-LISTINGS = {"unet": "keys-diffusers-unet.json", "vae": "keys-diffusers-vae.json",
-            "clip": "keys-transformers-clip-vision.json"}
 BUILD = {"unet": lambda c: UNet(c.unet), "vae": lambda c: VAE(c.vae), "clip": lambda c: CLIPImageEncoder(c.clip)}
-PARAMS = {"unet": 1_524_623_082, "vae": 97_742_847, "clip": 632_076_800}   # spec sections 1-3
+PARAMS = {"unet": 1_524_623_082, "vae": 97_742_847, "clip": 632_076_800}   # the official models' sizes
 
 
 @pytest.mark.parametrize("preset", [svd, svd_xt])
 @pytest.mark.parametrize("part", ["unet", "vae", "clip"])
 def test_full_size_keys_and_shapes_are_official(preset, part):
-    listing = REFERENCE / LISTINGS[part]
-    if not listing.exists():
-        pytest.skip(f"{listing} not present (the shared/ folder beside the repository)")
-    expected = json.loads(listing.read_text())
+    expected = {k: list(v) for k, v in diffusers_listings()[part].items()}
     with torch.device("meta"):
         module = BUILD[part](preset())
     ours = {k: list(v.shape) for k, v in module.state_dict().items()}

@@ -1,7 +1,5 @@
 """Sampler and conditioning vs diffusers (CPU). Every comparison is exact (torch.equal): our functions
 perform the same float operations in the same order and dtypes as diffusers."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -21,11 +19,21 @@ from sampler.conditioning import (  # noqa: E402
 from sampler.euler import euler_step, sample_euler, v_to_x0  # noqa: E402
 from sampler.schedule import edm_scalings, init_noise_sigma, karras_sigmas, scale_input  # noqa: E402
 
-REFERENCE_SIGMAS = Path("/work/shared/reference/sigmas-svd-euler-karras-N50.txt")
+# The 51 sigmas of SVD's 50-step schedule: diffusers' EulerDiscreteScheduler built with the official
+# scheduler_config.json (the arguments of svd_scheduler below), set_timesteps(50), `.sigmas`, each float32
+# printed with 9 significant digits (enough to round-trip a float32 exactly).
+SIGMAS_50 = (
+    700, 620.327759, 548.558105, 484.026703, 426.114685, 374.246277, 327.886475, 286.538849,
+    249.743439, 217.074692, 188.139496, 162.575272, 140.048187, 120.251396, 102.903374, 87.7463226,
+    74.5446014, 63.0833359, 53.1669426, 44.6178436, 37.2751846, 30.9936085, 25.6421337, 21.1030407,
+    17.2708416, 14.0513096, 11.3605442, 9.12409878, 7.2761631, 5.75878191, 4.52113628, 3.51885843,
+    2.71339941, 2.07143593, 1.56432056, 1.16757083, 0.860397756, 0.625271022, 0.447519809, 0.314967692,
+    0.217600003, 0.147262216, 0.0973876789, 0.0627535209, 0.0392628126, 0.0237517525, 0.0138202356, 0.00768430484,
+    0.00404899009, 0.00200000009, 0)
 
 
 def svd_scheduler(num_steps):
-    """diffusers' EulerDiscreteScheduler with the SVD scheduler_config.json (svd-spec.md section 0)."""
+    """diffusers' EulerDiscreteScheduler with the values of SVD's scheduler/scheduler_config.json."""
     scheduler = EulerDiscreteScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
         prediction_type="v_prediction", interpolation_type="linear", use_karras_sigmas=True,
@@ -34,10 +42,10 @@ def svd_scheduler(num_steps):
     return scheduler
 
 
-@pytest.mark.skipif(not REFERENCE_SIGMAS.exists(), reason="reference sigma file not available")
-def test_sigmas_match_reference_file():
-    reference = torch.tensor([float(v) for v in REFERENCE_SIGMAS.read_text().split()], dtype=torch.float32)
+def test_sigmas_match_the_stored_50_step_table():
+    reference = torch.tensor(SIGMAS_50, dtype=torch.float32)
     assert torch.equal(karras_sigmas(50), reference)
+    assert torch.equal(svd_scheduler(50).sigmas, reference)   # the table is still what diffusers computes
 
 
 @pytest.mark.parametrize("n", [25, 50, 7])

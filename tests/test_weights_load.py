@@ -7,15 +7,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.official_keys import diffusers_listings
 from weights.errors import (CorruptFile, MissingKeys, ShapeMismatch, UnexpectedKeys, WeightsError, WeightsNotFound,
                             WrongModel)
 from weights.load import load_state_dict_into, open_diffusers_part, open_single_file, open_state
 from weights.locate import locate
 from weights.original_layout import UNET, diffusers_to_original
 
-REF = Path("/work/shared/reference")
-LISTINGS = {"unet": "keys-diffusers-unet.json", "vae": "keys-diffusers-vae.json",
-            "clip": "keys-transformers-clip-vision.json"}
 DIRS = {"unet": ("unet", "diffusion_pytorch_model"), "vae": ("vae", "diffusion_pytorch_model"),
         "clip": ("image_encoder", "model")}
 
@@ -26,10 +24,11 @@ def tiny_shape(shape) -> tuple:
 
 @pytest.fixture(scope="module")
 def parts() -> dict:
-    """{part: diffusers-layout state dict}: the real key structure, tiny random tensors."""
+    """{part: diffusers-layout state dict}: the official key structure (tests/official_keys.py), tiny
+    random tensors."""
     g = torch.Generator().manual_seed(0)
-    return {part: {k: torch.randn(tiny_shape(s), generator=g)
-                   for k, s in json.loads((REF / f).read_text()).items()} for part, f in LISTINGS.items()}
+    return {part: {k: torch.randn(tiny_shape(s), generator=g) for k, s in listing.items()}
+            for part, listing in diffusers_listings().items()}
 
 
 def shapes_module(shapes: dict, device="cpu", fill=0.0) -> torch.nn.Module:

@@ -1,21 +1,15 @@
-"""The single-file (sgm) <-> diffusers/transformers mapping of weights/original_layout.py (spec 6.2-6.5)."""
-import json
-from pathlib import Path
+"""The single-file (sgm) <-> diffusers/transformers mapping of weights/original_layout.py.
 
+Oracles (tests/official_keys.py): the diffusers-layout names and shapes come from diffusers' and
+transformers' own classes built with the official configs on the meta device; the single file's from
+the committed listing tests/data/sgm_svd_keys.json.gz."""
 import pytest
 import torch
 
+from tests.official_keys import diffusers_listings, sgm_listing
 from weights.errors import UnexpectedKeys, WrongModel
 from weights.original_layout import (CLIP, UNET, UNUSED, VAE_DECODER, VAE_ENCODER, diffusers_to_original,
                                      map_shapes, original_to_diffusers)
-
-REF = Path("/work/shared/reference")
-LISTINGS = {"unet": "keys-diffusers-unet.json", "vae": "keys-diffusers-vae.json",
-            "clip": "keys-transformers-clip-vision.json"}
-
-
-def listing(name: str) -> dict:
-    return {k: tuple(v) for k, v in json.loads((REF / name).read_text()).items()}
 
 
 def tiny_shape(shape) -> tuple:
@@ -26,19 +20,19 @@ def tiny_shape(shape) -> tuple:
 def tiny_parts(seed: int = 0) -> dict:
     """{part: diffusers-layout state dict} with the real key structure and tiny random tensors."""
     g = torch.Generator().manual_seed(seed)
-    return {part: {k: torch.randn(tiny_shape(s), generator=g) for k, s in listing(f).items()}
-            for part, f in LISTINGS.items()}
+    return {part: {k: torch.randn(tiny_shape(s), generator=g) for k, s in listing.items()}
+            for part, listing in diffusers_listings().items()}
 
 
 @pytest.fixture(scope="module")
 def sgm():
-    return listing("keys-sgm-svd.json")
+    return sgm_listing()
 
 
 def test_full_listing_maps_to_exact_diffusers_keys_and_shapes(sgm):
     mapped = map_shapes(sgm)
-    for part, f in LISTINGS.items():
-        expected = listing(f)
+    for part, expected in diffusers_listings().items():
+        assert len(expected) == {"unet": 1428, "vae": 374, "clip": 520}[part]   # the official counts
         assert set(mapped[part]) == set(expected), part
         assert mapped[part] == expected, part
 

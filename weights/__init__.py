@@ -1,4 +1,4 @@
-"""Finding, mapping and loading the official SVD weights (svd-spec.md section 6).
+"""Finding, mapping and loading the official SVD weights (docs/svd.md §3).
 
 locate.py           where the files are (diffusers folder, single file, Hugging Face cache)
 original_layout.py  single-file (sgm) names <-> diffusers / transformers names

@@ -106,7 +106,7 @@ class Entry:
 @dataclass
 class PartView:
     """One network's tensors as stored. entries: parameter name -> Entry. source: the file, for messages.
-    skipped: file keys deliberately not used (spec 6.2 unused rows, position_ids, unknown extra rows)."""
+    skipped: file keys deliberately not used (docs/svd.md §3.2 unused rows, position_ids, unknown extra rows)."""
     part: str
     source: str
     entries: dict

@@ -1,6 +1,6 @@
 """Find the official SVD weights on disk (no downloads).
 
-Three layouts are recognised (svd-spec.md section 6.1, 6.2):
+Three layouts are recognised (docs/svd.md §3.1, §3.2):
   (a) a diffusers folder (stabilityai/stable-video-diffusion-img2vid[-xt]):
       unet/diffusion_pytorch_model{.fp16,}.safetensors, vae/diffusion_pytorch_model{.fp16,}.safetensors,
       image_encoder/model{.fp16,}.safetensors, each next to an optional config.json;
@@ -23,7 +23,7 @@ PARTS = {"unet": ("unet", "diffusion_pytorch_model"), "vae": ("vae", "diffusion_
 DENOISER_DIT = "transformer"   # the sub-folder of a video transformer's weights, in place of unet/
 REPOS = {"svd": "stabilityai/stable-video-diffusion-img2vid", "svd_xt": "stabilityai/stable-video-diffusion-img2vid-xt"}
 SINGLE_FILES = {"svd": "svd.safetensors", "svd_xt": "svd_xt.safetensors"}
-FRAMES_BY_MODEL = {"svd": 14, "svd_xt": 25}  # spec section 0, used when no unet/config.json says otherwise
+FRAMES_BY_MODEL = {"svd": 14, "svd_xt": 25}  # docs/svd.md §1, used when no unet/config.json says otherwise
 
 
 @dataclass

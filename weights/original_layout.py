@@ -1,9 +1,9 @@
 """The original single-file layout (svd.safetensors / svd_xt.safetensors) <-> diffusers / transformers names.
 
-The single file is sgm's `DiffusionEngine.state_dict()` (svd-spec.md section 6.2). It holds all three networks:
+The single file is sgm's `DiffusionEngine.state_dict()` (docs/svd.md §3.2). It holds all three networks:
 
     model.diffusion_model.*                                 -> "unet" (UNetSpatioTemporalConditionModel names)
-    conditioner.embedders.3.encoder.{encoder,quant_conv}.*  -> "vae"  encoder + quant_conv (spec Gotcha 12)
+    conditioner.embedders.3.encoder.{encoder,quant_conv}.*  -> "vae"  encoder + quant_conv (docs/svd.md §3.2)
     first_stage_model.decoder.*                             -> "vae"  decoder (AutoencoderKLTemporalDecoder names)
     conditioner.embedders.0.open_clip.model.visual.*        -> "clip" (CLIPVisionModelWithProjection names)
 
@@ -15,7 +15,7 @@ tolerated, never required. Every target tensor comes from one source tensor thro
     TRANSPOSE  CLIP proj [width, embed] -> visual_projection.weight [embed, width]
     ROWS       CLIP in_proj_{weight,bias} [3*width, ...] -> rows of q (chunk 0), k (1), v (2)
 
-The rules are small tables plus index arithmetic (spec 6.3-6.5); each has its inverse next to it, so tests
+The rules are small tables plus index arithmetic (docs/svd.md §3.3-§3.5); each has its inverse next to it, so tests
 can write a single file from diffusers-layout tensors. Counts (layers per block, VAE levels, CLIP layers)
 come from the keys present, so tiny configs map too.
 """
@@ -32,7 +32,7 @@ UNET = "model.diffusion_model."
 VAE_ENCODER = "conditioner.embedders.3.encoder."  # only its encoder.* and quant_conv.* are used
 VAE_DECODER = "first_stage_model.decoder."
 CLIP = "conditioner.embedders.0.open_clip.model.visual."
-UNUSED = (  # spec 6.2 "Unused" rows (checked after the used prefixes: CLIP lies inside the last one)
+UNUSED = (  # docs/svd.md §3.2's unused rows (checked after the used prefixes: CLIP lies inside the last one)
     "first_stage_model.encoder.",
     "conditioner.embedders.3.encoder.decoder.",
     "conditioner.embedders.3.encoder.post_quant_conv.",
@@ -73,7 +73,7 @@ def _int(text: str) -> int:
     return int(text)
 
 
-# ---------------------------------------------------------------- UNet (spec 6.3) ---------------------------
+# ---------------------------------------------------------------- UNet (docs/svd.md §3.3) ----------------------
 UNET_TOP = {
     "time_embed.0": "time_embedding.linear_1", "time_embed.2": "time_embedding.linear_2",
     "label_emb.0.0": "add_embedding.linear_1", "label_emb.0.2": "add_embedding.linear_2",
@@ -180,7 +180,7 @@ def unet_key_to_original(key: str, layers: int, up_levels_with_attention: set) -
     return f"{head}.1." + _unet_transformer_inv(rest)
 
 
-# ---------------------------------------------------------------- VAE (spec 6.4) ----------------------------
+# ---------------------------------------------------------------- VAE (docs/svd.md §3.4) ------------------------
 VAE_TOP = {  # time_mix_conv before conv_out: first match wins
     "conv_in": "conv_in", "norm_out": "conv_norm_out",
     "conv_out.time_mix_conv": "time_conv_out", "conv_out": "conv_out",
@@ -271,7 +271,7 @@ def vae_key_to_original(key: str, levels: int) -> str:
     return f"{coder}." + _rename_head(rest, _inverse(VAE_TOP))
 
 
-# ---------------------------------------------------------------- CLIP (spec 6.5) ---------------------------
+# ---------------------------------------------------------------- CLIP (docs/svd.md §3.5) ----------------------
 CLIP_TOP = {
     "class_embedding": "vision_model.embeddings.class_embedding",
     "positional_embedding": "vision_model.embeddings.position_embedding.weight",

@@ -433,24 +433,26 @@ class EditorServer(ThreadingHTTPServer):
 
 def serve(argv: list) -> int:
     """`python run.py --edit ...`: check the flags and inputs, print the URL, serve until Ctrl-C (exit status
-    130). argv: run.py's command line. It is parsed again by the `run` module's parser: `python run.py` runs
-    as __main__, whose RunError and flag defaults (the --gamma sentinel) are other objects than run's."""
-    args = run.parser().parse_args(argv)
+    130, also during the checks). argv: run.py's command line. It is parsed again by the `run` module's
+    parser: `python run.py` runs as __main__, whose RunError and flag defaults (the --gamma sentinel) are
+    other objects than run's."""
+    args, server = run.parser().parse_args(argv), None
     try:
         server = EditorServer(Editor(args, argv), args.host, args.port)
+        if args.host not in LOCAL_HOSTS:
+            print(f"editor: warning: --host {args.host} makes the editor reachable from other machines; anyone "
+                  "with the URL (its token) can run jobs on this machine", file=sys.stderr)
+        print(f"editor: {server.url}  (Ctrl-C stops it)", flush=True)
+        server.serve_forever()
     except (run.RunError, WeightsError) as e:
         print(f"run.py: error: {e}", file=sys.stderr)
         return 2
-    if args.host not in LOCAL_HOSTS:
-        print(f"editor: warning: --host {args.host} makes the editor reachable from other machines; anyone with "
-              "the URL (its token) can run jobs on this machine", file=sys.stderr)
-    print(f"editor: {server.url}  (Ctrl-C stops it)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        server.editor.stop()
+    except KeyboardInterrupt:                          # wherever it lands: one line, no traceback
+        if server is not None:
+            server.editor.stop()
         print("editor: stopped", file=sys.stderr)
         return 130
     finally:
-        server.server_close()
+        if server is not None:
+            server.server_close()
     return 0

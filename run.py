@@ -501,6 +501,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                    help="network dtype (default: fp16 on cuda, fp32 on cpu); the VAE encodes in fp32 regardless")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+    p.add_argument("--edit", action="store_true",
+                   help="open the trajectory editor: a local web page to draw boxes and paths on --image (default: "
+                        "the bundled example) and generate with these flags (docs/editor.md); --out is its output "
+                        "root (default: outputs/editor)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="with --edit: the address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=0, help="with --edit: the port (default: 0, any free port)")
 
     f = p.add_argument_group("speed and memory (README, 'Speed and memory'; none of these changes the result "
                              "beyond rounding)")
@@ -561,6 +568,9 @@ def cli(argv=None) -> int:
     """Parse argv, run main; a user error is one 'run.py: error: ...' message on stderr and exit status 2."""
     args = parser().parse_args(argv)
     try:
+        if args.edit:
+            from guidance.editor.server import serve              # the editor imports run
+            return serve(sys.argv[1:] if argv is None else argv)
         main(args)
     except (RunError, WeightsError) as e:
         print(f"run.py: error: {e}", file=sys.stderr)

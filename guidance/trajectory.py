@@ -30,7 +30,9 @@ Two file formats:
       ]
     }
 
-  Every box has "box" and exactly one of "path" / "keyframes" (and optionally "comment").
+  Every box has "box" and exactly one of "path" / "keyframes" (and optionally "comment",
+  "interpolation": "linear" (default) or "catmull-rom" between keyframes (`catmull_rom`), and
+  "group": an integer >= 0 naming a camera group of the editor, ignored by generation).
   Keyframe rules: keys are frame indices 0 <= k < F written as decimal strings; between two
   keyframes the centre moves linearly in the frame index; after the last keyframe it holds still;
   if frame 0 is not a keyframe, the centre of the first-frame box is used for it. As in the npy
@@ -52,7 +54,8 @@ from pathlib import Path
 import numpy as np
 
 JSON_TOP_FIELDS = ("boxes", "image_size", "comment")
-JSON_BOX_FIELDS = ("box", "path", "keyframes", "comment")
+JSON_BOX_FIELDS = ("box", "path", "keyframes", "comment", "interpolation", "group")
+INTERPOLATIONS = ("linear", "catmull-rom")
 NPY_BOX_FIELD = "rows 0-1 (top-left x0,y0; bottom-right x1,y1)"
 
 
@@ -250,9 +253,29 @@ def _check_fields(src, b, obj, allowed, what) -> None:
                         f"{', '.join(allowed)} ({key!r} is an unknown field)")
 
 
-def _keyframe_path(src, b, keyframes, box, num_frames) -> np.ndarray:
-    """(F, 2) float64 centres from {frame index: (x, y)}: linear between keyframes, held after the
-    last one; frame 0 defaults to the centre of the first-frame box."""
+def catmull_rom(frames, xy, t) -> np.ndarray:
+    """(len(t), 2) float64 points of the Catmull-Rom spline through keyframes xy (K, 2) at increasing
+    frames (K,), evaluated at times t (any shape (T,)), held at the last keyframe after it.
+
+    One cubic Hermite piece per pair of keyframes, with the Catmull-Rom tangent at keyframe k,
+    (xy[k+1] - xy[k-1]) / (frames[k+1] - frames[k-1]), one-sided at the first and last keyframe: the
+    curve passes through every keyframe, and with two keyframes it is the straight line."""
+    frames, xy, t = (np.asarray(a, np.float64) for a in (frames, xy, t))
+    if len(frames) < 2:
+        return np.repeat(xy[:1], len(t), axis=0)
+    slope = np.diff(xy, axis=0) / np.diff(frames)[:, None]             # (K-1, 2) px per frame
+    tangent = np.concatenate([slope[:1], (xy[2:] - xy[:-2]) / (frames[2:] - frames[:-2])[:, None],
+                              slope[-1:]])                              # (K, 2)
+    k = np.clip(np.searchsorted(frames, t, side="right") - 1, 0, len(frames) - 2)   # (T,) piece of each t
+    h = (frames[k + 1] - frames[k])[:, None]                           # (T, 1) frames in that piece
+    s = np.clip((t - frames[k])[:, None] / h, 0.0, 1.0)                # (T, 1) position in it, 0..1
+    return ((2 * s**3 - 3 * s**2 + 1) * xy[k] + (s**3 - 2 * s**2 + s) * h * tangent[k]
+            + (3 * s**2 - 2 * s**3) * xy[k + 1] + (s**3 - s**2) * h * tangent[k + 1])
+
+
+def _keyframe_path(src, b, keyframes, box, num_frames, interpolation="linear") -> np.ndarray:
+    """(F, 2) float64 centres from {frame index: (x, y)}: linear (or Catmull-Rom) between keyframes,
+    held after the last one; frame 0 defaults to the centre of the first-frame box."""
     if not isinstance(keyframes, dict):
         raise _fail(src, b, "keyframes", keyframes, 'an object {"frame index": [x, y], ...}')
     known = {0: [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]}
@@ -267,6 +290,8 @@ def _keyframe_path(src, b, keyframes, box, num_frames) -> np.ndarray:
     frames = np.array(sorted(known), dtype=np.float64)                 # (K,)
     xy = np.array([known[int(n)] for n in frames], dtype=np.float64)    # (K, 2)
     t = np.arange(num_frames, dtype=np.float64)                        # (F,)
+    if interpolation == "catmull-rom":
+        return catmull_rom(frames, xy, t)
     # np.interp is linear between keyframes and constant after the last one
     return np.stack([np.interp(t, frames, xy[:, 0]), np.interp(t, frames, xy[:, 1])], axis=-1)
 
@@ -310,6 +335,12 @@ def load_json(path, image_size=None, num_frames=None) -> Trajectories:
         if not isinstance(box, list) or len(box) != 4:
             raise _fail(src, b, "box", box, "[x0, y0, x1, y1], four numbers")
         box = [_number(src, b, f"box[{i}]", v) for i, v in enumerate(box)]
+        interpolation = entry.get("interpolation", "linear")
+        if interpolation not in INTERPOLATIONS:
+            raise _fail(src, b, "interpolation", interpolation, f"one of {', '.join(INTERPOLATIONS)}")
+        group = entry.get("group", 0)
+        if isinstance(group, bool) or not isinstance(group, int) or group < 0:
+            raise _fail(src, b, "group", group, "an integer >= 0 (the editor's camera group)")
         has_path, has_keys = "path" in entry, "keyframes" in entry
         if has_path == has_keys:
             raise _fail(src, b, "path/keyframes", "both given" if has_path else MISSING,
@@ -327,7 +358,7 @@ def load_json(path, image_size=None, num_frames=None) -> Trajectories:
             raise _fail(src, b, "keyframes", entry["keyframes"],
                         "a known frame count: pass num_frames, or give one box a full path")
         else:
-            xy = _keyframe_path(src, b, entry["keyframes"], box, num_frames)
+            xy = _keyframe_path(src, b, entry["keyframes"], box, num_frames, interpolation)
         boxes.append(box)
         centres.append(xy)
     traj = Trajectories(np.array(boxes), np.stack(centres), image_size, src)

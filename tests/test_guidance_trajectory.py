@@ -289,3 +289,29 @@ def test_bundled_camera_example_moves_background_boxes_together():
         assert box[0] - 12 >= 0 and box[2] <= size[0] and box[1] >= 0 and box[3] <= size[1]
         for s in sprites.boxes:
             assert box[2] <= s[0] or s[2] <= box[0] or box[3] <= s[1] or s[3] <= box[1], (box, s)
+
+
+def test_catmull_rom_keyframes_pass_through_keys_and_curve_between(tmp_path):
+    # keys x = 10, 20, 10 at frames 0, 2, 4; Catmull-Rom tangents 5, 0, -5 px/frame; at frame 1 (s = 1/2 of a
+    # 2-frame piece) the Hermite weights are 1/2, 1/8 * 2, 1/2, -1/8 * 2: x = 5 + 1.25 + 10 - 0 = 16.25
+    # (linear: 15); every term is a short binary fraction, so float32 holds it exactly
+    doc = {"boxes": [{"box": [5, 5, 15, 15], "interpolation": "catmull-rom", "group": 1,
+                      "keyframes": {"2": [20, 10], "4": [10, 10]}}]}
+    t = load_json(write_json(tmp_path, doc), SIZE, 6)
+    np.testing.assert_array_equal(t.centres[0, :, 0], np.float32([10, 16.25, 20, 16.25, 10, 10]))
+    # two keyframes: the one-sided tangents equal the slope, so the curve is the straight line
+    doc = {"boxes": [{"box": [0, 0, 10, 20], "interpolation": "catmull-rom", "keyframes": {"2": [9, 10]}}]}
+    curved = load_json(write_json(tmp_path, doc), SIZE, 6)
+    del doc["boxes"][0]["interpolation"]
+    np.testing.assert_allclose(curved.centres, load_json(write_json(tmp_path, doc), SIZE, 6).centres, atol=1e-6)
+
+
+def test_error_unknown_interpolation_and_bad_group(tmp_path):
+    doc = good_json()
+    doc["boxes"][0]["interpolation"] = "cubic"
+    p = write_json(tmp_path, doc)
+    raises(lambda: load_json(p, SIZE, F), str(p), "box 0", "interpolation", "'cubic'", "linear, catmull-rom")
+    doc = good_json()
+    doc["boxes"][1]["group"] = -1
+    p = write_json(tmp_path, doc)
+    raises(lambda: load_json(p, SIZE, F), str(p), "box 1", "group", "-1", "an integer >= 0")
